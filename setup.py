@@ -1,0 +1,46 @@
+"""stunet: a JAX/Flax reimplementation of Lumiere's Space-Time U-Net."""
+
+import setuptools
+
+CORE = [
+    "jax>=0.10.2",
+    "flax>=0.12.8",
+    "optax>=0.2.8",
+    "orbax-checkpoint>=0.12.8",
+    "tensorflow-datasets>=4.9.10",
+    "array-record>=0.8.1",
+    "grain>=0.2.18",
+    "ml-collections>=1.1.0",
+    "numpy>=2.0",
+    "absl-py>=2.1",
+    "tqdm>=4.66",
+    "pillow>=10.0",
+]
+
+EXTRAS = {
+    # Test runner; the CI installs `.[test,video]`.
+    "test": ["pytest>=8.0"],
+    # Video decoding/encoding for user datasets and sample writing (PyAV wraps FFmpeg).
+    "video": ["av>=12.0"],
+    # Compile-only TPU backend for the AOT pod-fit check (no TPU needed).
+    "tpu": ["jax[tpu]>=0.10.2"],
+    # PyTorch references for parity tests. Install torch==2.13.0 first (CPU build) so that
+    # diffusers/transformers do not pull a CUDA build.
+    "parity": ["torch==2.13.0", "diffusers>=0.30", "transformers>=4.40", "safetensors>=0.4",
+               "sentencepiece>=0.2"],
+    # Side-by-side benchmarks and plots.
+    "bench": ["matplotlib>=3.8"],
+}
+
+setuptools.setup(
+    name="stunet",
+    version="0.1.0",
+    description="Lumiere's Space-Time U-Net (STUNet) text-to-video diffusion in JAX/Flax",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["stunet", "stunet.*"]),
+    install_requires=CORE,
+    extras_require=EXTRAS,
+)

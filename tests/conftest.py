@@ -1,0 +1,19 @@
+"""Test session setup: 8 simulated CPU devices and parsed absl flags.
+
+Both must happen before JAX or grain initialise, which is why they run at import time here.
+"""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+_flags = os.environ.get("XLA_FLAGS", "")
+if "xla_force_host_platform_device_count" not in _flags:
+    os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
+
+import jax  # noqa: E402
+from absl import flags  # noqa: E402
+
+jax.config.update("jax_num_cpu_devices", 8)
+# grain and some absl-based code read flags; outside absl.app.run they must be marked parsed.
+if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
