@@ -1,0 +1,195 @@
+"""The `model` config section and its validated, hashable form `UNetConfig` (SPEC §2, §7).
+
+`model_config()` gives the ConfigDict defaults that experiment configs override;
+`UNetConfig.from_config(config.model)` checks every field once at start-up and raises a
+`ValueError` naming the field, so a typo or a bad value never reaches tracing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+import ml_collections
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+@dataclasses.dataclass(frozen=True)
+class UNetConfig:
+  """Architecture of the T2I U-Net and of its space-time inflation (the STUNet)."""
+
+  # Spatial (text-to-image) U-Net; mirrors diffusers' UNet2DConditionModel options.
+  in_channels: int = 3
+  cond_channels: int = 0  # extra input channels for conditional fine-tuning (SPEC §5)
+  out_channels: int = 3
+  channels: int = 64
+  channel_mult: tuple[int, ...] = (1, 2, 4)
+  num_res_blocks: tuple[int, ...] = (2, 2, 2)
+  attention_levels: tuple[bool, ...] = (False, True, True)
+  mid_attention: bool = True
+  cross_attention: bool = True
+  transformer_depth: int = 1
+  num_heads: tuple[int, ...] = (4, 4, 4)
+  head_dim: int = 0  # 0: channels // num_heads at each level
+  mid_num_heads: int = 4
+  dropout: float = 0.0
+  norm_groups: int = 32
+  norm_eps: float = 1e-5
+  attention_norm_eps: float = 1e-6
+  resnet_time_scale_shift: str = "scale_shift"  # Imagen; diffusers SD uses "default"
+  transformer_projection: str = "conv"  # "linear" = diffusers use_linear_projection
+  ff_mult: int = 4
+  noise_embed_flip_sin_to_cos: bool = True
+  noise_embed_freq_shift: float = 0.0
+  noise_embed_max_period: float = 10000.0
+  zero_init_output: bool = True
+  dtype: str = "float32"
+  remat: bool = False
+
+  # Temporal inflation (STUNet).
+  temporal_factors: tuple[int, ...] = (2, 2)  # one per spatial downsampler; 1 = no time resampling
+  temporal_conv: bool = True
+  temporal_kernel: int = 3
+  temporal_resample_kernel: int = 3
+  temporal_attention_levels: tuple[int, ...] = (-1,)  # level indices; -1 = coarsest
+  temporal_attention_mid: bool = True
+  temporal_attention_depth: int = 1
+  temporal_attention_heads: int = 4
+  temporal_position_encoding: str = "sinusoidal"  # or "none"
+
+  # ---- derived values ------------------------------------------------------------------
+  @property
+  def num_levels(self) -> int:
+    return len(self.channel_mult)
+
+  def level_channels(self, level: int) -> int:
+    return self.channels * self.channel_mult[level]
+
+  def level_heads(self, level: int) -> tuple[int, int]:
+    """(num_heads, head_dim) of the spatial attention at `level`."""
+    c = self.level_channels(level)
+    if self.head_dim:
+      return c // self.head_dim, self.head_dim
+    return self.num_heads[level], c // self.num_heads[level]
+
+  def mid_heads(self) -> tuple[int, int]:
+    c = self.level_channels(self.num_levels - 1)
+    if self.head_dim:
+      return c // self.head_dim, self.head_dim
+    return self.mid_num_heads, c // self.mid_num_heads
+
+  @property
+  def spatial_factor(self) -> int:
+    return 2 ** (self.num_levels - 1)
+
+  @property
+  def temporal_factor(self) -> int:
+    total = 1
+    for f in self.temporal_factors:
+      total *= f
+    return total
+
+  def has_temporal_attention(self, level: int) -> bool:
+    levels = {l % self.num_levels for l in self.temporal_attention_levels}
+    return level in levels
+
+  @property
+  def compute_dtype(self):
+    return _DTYPES[self.dtype]
+
+  # ---- construction ----------------------------------------------------------------------
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict | dict[str, Any]) -> "UNetConfig":
+    """Validates `config.model` and returns the hashable architecture description."""
+    values = dict(config.to_dict() if hasattr(config, "to_dict") else config)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+      raise ValueError(f"Unknown field(s) in config.model: {', '.join('model.' + u for u in unknown)}."
+                       f" Known fields: {', '.join(sorted(fields))}.")
+    levels = len(values.get("channel_mult", cls.channel_mult))
+    # Per-level fields accept a scalar for "the same at every level".
+    for name in ("num_res_blocks", "num_heads"):
+      if name in values and isinstance(values[name], int):
+        values[name] = (values[name],) * levels
+      elif name not in values:
+        values[name] = (getattr(cls, name)[0],) * levels
+    if "attention_levels" in values and isinstance(values["attention_levels"], bool):
+      values["attention_levels"] = (values["attention_levels"],) * levels
+    for name, f in fields.items():
+      if name in values and isinstance(values[name], list):
+        values[name] = tuple(values[name])
+    cfg = cls(**values)
+    cfg.validate()
+    return cfg
+
+  def validate(self):
+    def fail(field, msg):
+      raise ValueError(f"config.model.{field}={getattr(self, field)!r}: {msg}")
+
+    L = self.num_levels
+    if L < 1 or any((not isinstance(m, int)) or m < 1 for m in self.channel_mult):
+      fail("channel_mult", "needs one positive integer per resolution level")
+    for name in ("num_res_blocks", "num_heads", "attention_levels"):
+      if len(getattr(self, name)) != L:
+        fail(name, f"needs one entry per level ({L} levels from model.channel_mult)")
+    if any(n < 1 for n in self.num_res_blocks):
+      fail("num_res_blocks", "each level needs at least one residual block")
+    if len(self.temporal_factors) != L - 1:
+      fail("temporal_factors", f"needs one factor per spatial downsampler ({L - 1} for {L} levels "
+           "in model.channel_mult); use 1 for no temporal down-sampling")
+    if any((not isinstance(f, int)) or f < 1 for f in self.temporal_factors):
+      fail("temporal_factors", "factors must be positive integers (1 = none)")
+    for name in ("temporal_kernel", "temporal_resample_kernel"):
+      k = getattr(self, name)
+      if k < 1 or k % 2 == 0:
+        fail(name, "must be a positive odd number so the kernel has a centre tap")
+    for l in self.temporal_attention_levels:
+      if not -L <= l < L:
+        fail("temporal_attention_levels", f"level {l} out of range for {L} levels")
+    if self.resnet_time_scale_shift not in ("scale_shift", "default"):
+      fail("resnet_time_scale_shift", "must be 'scale_shift' or 'default'")
+    if self.transformer_projection not in ("conv", "linear"):
+      fail("transformer_projection", "must be 'conv' or 'linear'")
+    if self.temporal_position_encoding not in ("sinusoidal", "none"):
+      fail("temporal_position_encoding", "must be 'sinusoidal' or 'none'")
+    if self.dtype not in _DTYPES:
+      fail("dtype", f"must be one of {sorted(_DTYPES)}")
+    if not 0.0 <= self.dropout < 1.0:
+      fail("dropout", "must be in [0, 1)")
+    for level in range(L):
+      c = self.level_channels(level)
+      if c % self.norm_groups:
+        fail("norm_groups", f"level {level} has {c} channels (model.channels * model.channel_mult),"
+             " not divisible by the number of groups")
+      if self.attention_levels[level]:
+        heads, dim = self.level_heads(level)
+        if heads * dim != c:
+          fail("num_heads" if not self.head_dim else "head_dim",
+               f"level {level} has {c} channels, not divisible into heads")
+    c_mid = self.level_channels(L - 1)
+    if self.temporal_attention_heads < 1 or c_mid % self.temporal_attention_heads:
+      fail("temporal_attention_heads", f"must divide the coarsest level's {c_mid} channels")
+
+  def check_input(self, frames: int | None, height: int, width: int):
+    """Raises a ValueError naming the config fields when the video size does not fit."""
+    f = self.spatial_factor
+    if height % f or width % f:
+      raise ValueError(
+          f"Frame size {height}x{width} is not divisible by the U-Net's spatial down-sampling "
+          f"factor {f} (2 ** (len(model.channel_mult) - 1), model.channel_mult="
+          f"{self.channel_mult}); choose data.resolution as a multiple of {f}.")
+    if frames is not None and frames % self.temporal_factor:
+      raise ValueError(
+          f"Number of frames {frames} is not divisible by the product of "
+          f"model.temporal_factors={self.temporal_factors} (= {self.temporal_factor}); choose "
+          f"data.frames as a multiple of {self.temporal_factor} or change model.temporal_factors.")
+
+
+def model_config() -> ml_collections.ConfigDict:
+  """Default `model` section: every field of `UNetConfig`, overridable from the command line."""
+  defaults = UNetConfig()
+  return ml_collections.ConfigDict(
+      {f.name: getattr(defaults, f.name) for f in dataclasses.fields(UNetConfig)})

@@ -1,0 +1,139 @@
+"""Basic layers shared by the spatial and temporal blocks (SPEC §2).
+
+Every parameter carries logical axis names so the training loop can shard it with mesh rules
+from the config. Layers accept any number of leading batch dims, so a video `b t h w c` goes
+through a spatial conv or norm frame by frame without an explicit fold.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+# Logical axis names of parameters; the mesh rules in `config.mesh.rules` map them to mesh axes.
+CONV_KERNEL_AXES = (None, None, "conv_in", "conv_out")
+TEMPORAL_KERNEL_AXES = (None, "conv_in", "conv_out")
+DENSE_AXES = ("embed", "mlp")
+NORM_AXES = ("norm",)
+
+
+def zeros_init():
+  """Zero init for residual output projections: a new block starts as the identity (SPEC §2)."""
+  return nn.initializers.zeros_init()
+
+
+def default_kernel_init():
+  return nn.initializers.lecun_normal()
+
+
+def partitioned(init_fn, axes: Sequence[str | None]):
+  return nn.with_logical_partitioning(init_fn, tuple(axes))
+
+
+def conv2d(features: int, *, kernel_size: int = 3, stride: int = 1, zero_init: bool = False,
+           name: str | None = None, dtype: Dtype = jnp.float32,
+           param_dtype: Dtype = jnp.float32) -> nn.Conv:
+  """A k x k spatial convolution on `... h w c` with torch-style symmetric padding."""
+  pad = (kernel_size - 1) // 2
+  kernel_init = zeros_init() if zero_init else default_kernel_init()
+  return nn.Conv(
+      features, (kernel_size, kernel_size), strides=(stride, stride),
+      padding=((pad, pad), (pad, pad)), dtype=dtype, param_dtype=param_dtype,
+      kernel_init=partitioned(kernel_init, CONV_KERNEL_AXES),
+      bias_init=partitioned(nn.initializers.zeros_init(), ("conv_out",)), name=name)
+
+
+def dense(features: int, *, use_bias: bool = True, zero_init: bool = False,
+          axes: tuple[str | None, str | None] = DENSE_AXES, name: str | None = None,
+          dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32) -> nn.Dense:
+  """A dense layer whose kernel and bias carry logical axis names."""
+  kernel_init = zeros_init() if zero_init else default_kernel_init()
+  return nn.Dense(
+      features, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype,
+      kernel_init=partitioned(kernel_init, axes),
+      bias_init=partitioned(nn.initializers.zeros_init(), (axes[1],)), name=name)
+
+
+class GroupNorm(nn.Module):
+  """GroupNorm over `h w c` of each image (each frame of a video), computed in float32.
+
+  Reducing over the last three dims only makes a video `b t h w c` normalise frame by frame,
+  exactly as a T2I U-Net normalises each image: the inflated model at init then matches the
+  T2I model applied per frame.
+  """
+
+  num_groups: int = 32
+  epsilon: float = 1e-5
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    c = x.shape[-1]
+    if c % self.num_groups:
+      raise ValueError(
+          f"GroupNorm: {c} channels are not divisible by model.norm_groups={self.num_groups}.")
+    scale = self.param("scale", partitioned(nn.initializers.ones_init(), NORM_AXES), (c,),
+                       self.param_dtype)
+    bias = self.param("bias", partitioned(nn.initializers.zeros_init(), NORM_AXES), (c,),
+                      self.param_dtype)
+    x32 = x.astype(jnp.float32)
+    grouped = x32.reshape(x.shape[:-1] + (self.num_groups, c // self.num_groups))
+    axes = (-4, -3, -1)  # h, w, channels-in-group
+    mean = jnp.mean(grouped, axis=axes, keepdims=True)
+    var = jnp.mean(jnp.square(grouped - mean), axis=axes, keepdims=True)
+    normed = ((grouped - mean) * jax.lax.rsqrt(var + self.epsilon)).reshape(x.shape)
+    return (normed * scale.astype(jnp.float32) + bias.astype(jnp.float32)).astype(self.dtype)
+
+
+def layer_norm(*, epsilon: float = 1e-5, name: str | None = None, dtype: Dtype = jnp.float32,
+               param_dtype: Dtype = jnp.float32) -> nn.LayerNorm:
+  """LayerNorm over channels (Flax reduces in float32) with logically named parameters."""
+  return nn.LayerNorm(
+      epsilon=epsilon, dtype=dtype, param_dtype=param_dtype,
+      scale_init=partitioned(nn.initializers.ones_init(), NORM_AXES),
+      bias_init=partitioned(nn.initializers.zeros_init(), NORM_AXES), name=name)
+
+
+def sinusoidal_embedding(x: jax.Array, dim: int, *, max_period: float = 10000.0,
+                         flip_sin_to_cos: bool = True, freq_shift: float = 0.0) -> jax.Array:
+  """Fourier features of a continuous scalar per example: `[b] -> [b, dim]`.
+
+  The frequency layout follows diffusers' `get_timestep_embedding` so converted checkpoints
+  see the same features they were trained with.
+  """
+  if dim % 2:
+    raise ValueError(f"sinusoidal embedding dim must be even, got {dim}")
+  half = dim // 2
+  exponent = -math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / (half - freq_shift)
+  angles = x.astype(jnp.float32)[:, None] * jnp.exp(exponent)[None, :]
+  sin, cos = jnp.sin(angles), jnp.cos(angles)
+  return jnp.concatenate([cos, sin] if flip_sin_to_cos else [sin, cos], axis=-1)
+
+
+class NoiseLevelEmbedding(nn.Module):
+  """Continuous noise level -> Fourier features -> 2-layer MLP (diffusers' TimestepEmbedding)."""
+
+  features_dim: int
+  embed_dim: int
+  flip_sin_to_cos: bool = True
+  freq_shift: float = 0.0
+  max_period: float = 10000.0
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, noise_cond):  # b
+    feats = sinusoidal_embedding(noise_cond, self.features_dim, max_period=self.max_period,
+                                 flip_sin_to_cos=self.flip_sin_to_cos,
+                                 freq_shift=self.freq_shift).astype(self.dtype)
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    h = dense(self.embed_dim, name="linear_1", **kw)(feats)
+    h = nn.silu(h)
+    return dense(self.embed_dim, name="linear_2", **kw)(h)  # b d

@@ -1,0 +1,257 @@
+"""The Space-Time U-Net (STUNet, SPEC §2): a T2I U-Net inflated with temporal layers.
+
+One wiring serves both models. With `temporal=False` it is the pixel-space T2I U-Net
+(`T2IUNet`), which treats every frame of a video independently. With `temporal=True`, the
+temporal layers of `stunet.nn.temporal` are interleaved:
+
+  down level l:  [res_j, attn_j?, temporal_j] * n_l, downsample, temporal_down (factor f_l)
+  mid:           res_0, attn_0?, temporal_0 (conv + attention stack), res_1, temporal_1
+  up level l:    [concat skip, res_j, attn_j?, temporal_j] * (n_l + 1), upsample, temporal_up
+
+`temporal_j` holds a temporal conv block and, at the levels in
+`model.temporal_attention_levels`, a stack of temporal attention blocks. Every temporal
+module's name starts with "temporal", which is how `stunet.nn.inflate.label_params` tells
+the trainable temporal weights from the frozen spatial ones. Spatial module names and their
+nesting are identical with and without inflation, so T2I parameters drop into place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from stunet.nn import blocks
+from stunet.nn import layers
+from stunet.nn import temporal as temporal_layers
+from stunet.nn.config import UNetConfig
+
+Dtype = Any
+
+# Logical names of the video activations `b t h w c` (mapped to mesh axes by config rules).
+ACTIVATION_AXES = ("activation_batch", "activation_frames", "activation_height",
+                   "activation_width", "activation_channels")
+
+
+def zero_cond_channels_kernel_init(num_base_channels: int):
+  """conv_in init whose extra conditioning input channels are zero (SPEC §5).
+
+  With zeros on the new channels the conditional model starts exactly as the unconditional
+  one, whatever the conditioning video and mask contain.
+  """
+  base_init = layers.default_kernel_init()
+
+  def init(key, shape, dtype=jnp.float32):
+    kernel = base_init(key, shape, dtype)
+    return kernel.at[:, :, num_base_channels:, :].set(0)
+
+  return init
+
+
+def _constrain(x):
+  return nn.with_logical_constraint(x, ACTIVATION_AXES)
+
+
+def _maybe_remat(module_cls, config: UNetConfig):
+  return nn.remat(module_cls) if config.remat else module_cls
+
+
+class TemporalMixing(nn.Module):
+  """The temporal layers after one spatial unit: a conv block, then optional attention."""
+
+  config: UNetConfig
+  with_attention: bool
+  deterministic: bool = True
+
+  @nn.compact
+  def __call__(self, x):  # b t h w c
+    cfg = self.config
+    kw = dict(dtype=cfg.compute_dtype)
+    if cfg.temporal_conv:
+      x = _maybe_remat(temporal_layers.TemporalConvBlock, cfg)(
+          cfg.temporal_kernel, cfg.norm_groups, cfg.norm_eps, cfg.dropout, self.deterministic,
+          name="conv_block", **kw)(x)
+    if self.with_attention:
+      for i in range(cfg.temporal_attention_depth):
+        x = _maybe_remat(temporal_layers.TemporalAttentionBlock, cfg)(
+            cfg.temporal_attention_heads, cfg.temporal_position_encoding, cfg.ff_mult,
+            cfg.dropout, self.deterministic, name=f"attention_{i}", **kw)(x)
+    return x
+
+
+def _needs_temporal_mixing(config: UNetConfig, with_attention: bool) -> bool:
+  return config.temporal_conv or with_attention
+
+
+class _SpatialUnit(nn.Module):
+  """Shared construction of one res block + optional transformer at a given level."""
+
+  config: UNetConfig
+  deterministic: bool = True
+
+  def res(self, features: int, name: str):
+    cfg = self.config
+    return _maybe_remat(blocks.ResBlock, cfg)(
+        features, cfg.norm_groups, cfg.norm_eps, cfg.resnet_time_scale_shift == "scale_shift",
+        cfg.dropout, self.deterministic, dtype=cfg.compute_dtype, name=name)
+
+  def transformer(self, heads: tuple[int, int], name: str):
+    cfg = self.config
+    return _maybe_remat(blocks.SpatialTransformer, cfg)(
+        heads[0], heads[1], cfg.transformer_depth, cfg.cross_attention,
+        cfg.transformer_projection, cfg.ff_mult, cfg.norm_groups, cfg.attention_norm_eps,
+        cfg.dropout, self.deterministic, dtype=cfg.compute_dtype, name=name)
+
+  def temporal_mixing(self, with_attention: bool, name: str):
+    return TemporalMixing(self.config, with_attention, self.deterministic, name=name)
+
+
+class DownLevel(_SpatialUnit):
+  """One resolution level of the encoder; returns the features and the skips it pushes."""
+
+  level: int = 0
+  temporal: bool = True
+
+  @nn.compact
+  def __call__(self, x, emb, text, text_mask):
+    cfg, level = self.config, self.level
+    features = cfg.level_channels(level)
+    with_tattn = cfg.has_temporal_attention(level)
+    skips = []
+    for j in range(cfg.num_res_blocks[level]):
+      x = self.res(features, f"res_{j}")(x, emb)
+      if cfg.attention_levels[level]:
+        x = self.transformer(cfg.level_heads(level), f"attn_{j}")(x, text, text_mask)
+      if self.temporal and _needs_temporal_mixing(cfg, with_tattn):
+        x = self.temporal_mixing(with_tattn, f"temporal_{j}")(x)
+      x = _constrain(x)
+      skips.append(x)
+    if level < cfg.num_levels - 1:
+      x = blocks.Downsample(features, dtype=cfg.compute_dtype, name="downsample")(x)
+      factor = cfg.temporal_factors[level]
+      if self.temporal and factor > 1:
+        x = temporal_layers.TemporalDownsample(factor, cfg.temporal_resample_kernel,
+                                               dtype=cfg.compute_dtype, name="temporal_down")(x)
+      x = _constrain(x)
+      skips.append(x)
+    return x, skips
+
+
+class MidBlock(_SpatialUnit):
+  """res, attention, temporal (conv + attention stack), res, temporal conv."""
+
+  temporal: bool = True
+
+  @nn.compact
+  def __call__(self, x, emb, text, text_mask):
+    cfg = self.config
+    features = cfg.level_channels(cfg.num_levels - 1)
+    x = self.res(features, "res_0")(x, emb)
+    if cfg.mid_attention:
+      x = self.transformer(cfg.mid_heads(), "attn_0")(x, text, text_mask)
+    if self.temporal and _needs_temporal_mixing(cfg, cfg.temporal_attention_mid):
+      x = self.temporal_mixing(cfg.temporal_attention_mid, "temporal_0")(x)
+    x = self.res(features, "res_1")(x, emb)
+    if self.temporal and cfg.temporal_conv:
+      x = self.temporal_mixing(False, "temporal_1")(x)
+    return _constrain(x)
+
+
+class UpLevel(_SpatialUnit):
+  """One resolution level of the decoder, consuming `num_res_blocks + 1` skips."""
+
+  level: int = 0
+  temporal: bool = True
+
+  @nn.compact
+  def __call__(self, x, skips: Sequence[Any], emb, text, text_mask):
+    cfg, level = self.config, self.level
+    features = cfg.level_channels(level)
+    with_tattn = cfg.has_temporal_attention(level)
+    skips = list(skips)
+    for j in range(cfg.num_res_blocks[level] + 1):
+      x = jnp.concatenate([x, skips.pop()], axis=-1)
+      x = self.res(features, f"res_{j}")(x, emb)
+      if cfg.attention_levels[level]:
+        x = self.transformer(cfg.level_heads(level), f"attn_{j}")(x, text, text_mask)
+      if self.temporal and _needs_temporal_mixing(cfg, with_tattn):
+        x = self.temporal_mixing(with_tattn, f"temporal_{j}")(x)
+      x = _constrain(x)
+    if level > 0:
+      x = blocks.Upsample(features, dtype=cfg.compute_dtype, name="upsample")(x)
+      factor = cfg.temporal_factors[level - 1]
+      if self.temporal and factor > 1:
+        x = temporal_layers.TemporalUpsample(factor, cfg.temporal_resample_kernel,
+                                             dtype=cfg.compute_dtype, name="temporal_up")(x)
+      x = _constrain(x)
+    return x
+
+
+class STUNet(nn.Module):
+  """Denoiser `(x_t, noise_cond, text, text_mask) -> prediction` on videos `b t h w c`.
+
+  Attributes:
+    config: the validated architecture (`UNetConfig.from_config(config.model)`).
+    temporal: False gives the T2I U-Net (see `T2IUNet`): no temporal layers, frames are
+      processed independently, and 4-D image input `b h w c` is accepted.
+  """
+
+  config: UNetConfig
+  temporal: bool = True
+
+  @nn.compact
+  def __call__(self, x, noise_cond, text, text_mask, train: bool = False):
+    """x: `b t h w c` (or `b h w c` without temporal layers); noise_cond: `[b]` floats;
+    text: `b L d` embeddings; text_mask: `b L` bool (True = real token)."""
+    cfg = self.config
+    image_input = x.ndim == 4
+    if image_input:
+      if self.temporal:
+        raise ValueError(f"STUNet expects a video [b, t, h, w, c], got shape {x.shape}; use "
+                         "T2IUNet (temporal=False) for images.")
+      x = x[:, None]
+    if x.ndim != 5:
+      raise ValueError(f"Expected input [b, t, h, w, c] or [b, h, w, c], got shape {x.shape}")
+    b, t, hgt, wid, c_in = x.shape
+    expected = cfg.in_channels + cfg.cond_channels
+    if c_in != expected:
+      raise ValueError(f"Input has {c_in} channels but model.in_channels + model.cond_channels "
+                       f"= {cfg.in_channels} + {cfg.cond_channels} = {expected}.")
+    if noise_cond.shape != (b,):
+      raise ValueError(f"noise_cond must have shape [b] = ({b},), got {noise_cond.shape}")
+    if text.shape[0] != b or text_mask.shape != text.shape[:2]:
+      raise ValueError(f"text {text.shape} and text_mask {text_mask.shape} must be [b, L, d] and "
+                       f"[b, L] with b = {b}")
+    cfg.check_input(t if self.temporal else None, hgt, wid)
+
+    dtype = cfg.compute_dtype
+    deterministic = not train
+    x = _constrain(x.astype(dtype))
+    text = text.astype(dtype)
+    emb = layers.NoiseLevelEmbedding(
+        cfg.channels, 4 * cfg.channels, cfg.noise_embed_flip_sin_to_cos,
+        cfg.noise_embed_freq_shift, cfg.noise_embed_max_period, dtype=dtype,
+        name="noise_embed")(noise_cond)  # b d
+
+    conv_in_init = zero_cond_channels_kernel_init(cfg.in_channels)
+    h = nn.Conv(cfg.channels, (3, 3), padding=((1, 1), (1, 1)), dtype=dtype,
+                kernel_init=layers.partitioned(conv_in_init, layers.CONV_KERNEL_AXES),
+                bias_init=layers.partitioned(nn.initializers.zeros_init(), ("conv_out",)),
+                name="conv_in")(x)
+    skips = [h]
+    for level in range(cfg.num_levels):
+      h, level_skips = DownLevel(cfg, deterministic, level=level, temporal=self.temporal,
+                                 name=f"down_{level}")(h, emb, text, text_mask)
+      skips.extend(level_skips)
+    h = MidBlock(cfg, deterministic, temporal=self.temporal, name="mid")(h, emb, text, text_mask)
+    for level in reversed(range(cfg.num_levels)):
+      n = cfg.num_res_blocks[level] + 1
+      level_skips, skips = skips[-n:], skips[:-n]
+      h = UpLevel(cfg, deterministic, level=level, temporal=self.temporal,
+                  name=f"up_{level}")(h, level_skips, emb, text, text_mask)
+    h = nn.silu(layers.GroupNorm(cfg.norm_groups, cfg.norm_eps, dtype=dtype, name="norm_out")(h))
+    out = layers.conv2d(cfg.out_channels, zero_init=cfg.zero_init_output, dtype=dtype,
+                        name="conv_out")(h)
+    out = out.astype(jnp.float32)
+    return out[:, 0] if image_input else out
