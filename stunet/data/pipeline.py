@@ -1,0 +1,233 @@
+"""The grain input pipeline: built TFDS dataset -> sharded, checkpointable training batches.
+
+Feeds the video model (SPEC §2) and the T2I stage: seeded global shuffle, per-process
+sharding (``process_index::process_count``), decode, random temporal crop with frame-stride
+sampling to the target fps, optional random spatial crop, optional horizontal flip (off by
+default because captions name directions; when on, 'left'/'right' are swapped in the
+caption), per-host batching, an optional tokenizer hook, prefetch, and conversion to global
+jax arrays sharded over the mesh's batch axes.
+
+Batches are dicts:
+  video      uint8 [b, t, h, w, 3]  (video modality; the train step maps it to [-1, 1])
+  image      uint8 [b, h, w, 3]     (image modality)
+  text_ids   int32 [b, L], text_mask bool [b, L]  (only with a tokenizer)
+  caption    list of b str          (host side)
+  index      int64 [b]              (record index within the split; host side)
+
+The returned iterator is a grain `DatasetIterator`: ``get_state()``/``set_state()`` resume
+exactly, and orbax saves it with ``grain.checkpoint.CheckpointSave(iterator)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+
+from stunet.data import captions
+from stunet.data import global_batch
+from stunet.data import source as source_lib
+
+# Strings -> (ids int32 [b, L], mask bool [b, L]); see `stunet.text.interface.Tokenizer`.
+TokenizeFn = Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class _WithIndex:
+  """Keeps the record's index in the split next to its bytes (for provenance and tests)."""
+
+  def __call__(self, index: int, record: bytes) -> tuple[int, bytes]:
+    return index, record
+
+
+@dataclasses.dataclass(frozen=True)
+class _Decode:
+  features: Any
+
+  def __call__(self, item: tuple[int, bytes]) -> dict:
+    index, record = item
+    example = self.features.deserialize_example_np(record)
+    example["index"] = np.int64(index)
+    return example
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sample:
+  """Random temporal window, spatial crop and flip of one decoded example.
+
+  Attributes:
+    pixel_key: ``video`` or ``image`` in the stored example.
+    modality: ``video`` or ``image`` in the output.
+    frames: output frames (video modality).
+    stride: stored frames per output frame (stored fps / target fps).
+    resolution: output height and width.
+    random_crop: random rather than centre spatial crop.
+    flip: random horizontal flip with caption swap.
+  """
+  pixel_key: str
+  modality: str
+  frames: int
+  stride: int
+  resolution: int
+  random_crop: bool
+  flip: bool
+
+  def __call__(self, example: dict, rng: np.random.Generator) -> dict:
+    pixels = example[self.pixel_key]
+    video = pixels[None] if self.pixel_key == "image" else pixels  # t h w c
+    if self.modality == "image":
+      video = video[int(rng.integers(video.shape[0]))][None]
+    else:
+      span = (self.frames - 1) * self.stride + 1
+      start = int(rng.integers(video.shape[0] - span + 1))
+      video = video[start:start + span:self.stride]
+    h, w = video.shape[1:3]
+    size = self.resolution
+    if self.random_crop:
+      top, left = int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
+    else:
+      top, left = (h - size) // 2, (w - size) // 2
+    video = video[:, top:top + size, left:left + size]
+    text = example["caption"]
+    text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
+    if self.flip and rng.random() < 0.5:
+      video = video[:, :, ::-1]
+      text = captions.swap_left_right(text)
+    video = np.ascontiguousarray(video)
+    out = {"caption": text, "index": example["index"]}
+    out[self.modality] = video if self.modality == "video" else video[0]
+    return out
+
+
+def _stack(examples: Sequence[dict]) -> dict:
+  batch = {k: np.stack([e[k] for e in examples]) for k in examples[0] if k != "caption"}
+  batch["caption"] = [e["caption"] for e in examples]
+  return batch
+
+
+@dataclasses.dataclass(frozen=True)
+class _Finalize:
+  """Tokenizes captions and places device keys on the mesh (main process, after prefetch)."""
+  tokenizer: TokenizeFn | None
+  sharding: jax.sharding.NamedSharding | None
+  process_count: int
+
+  def __call__(self, batch: dict) -> dict:
+    if self.tokenizer is not None:
+      ids, mask = self.tokenizer(batch["caption"])
+      ids, mask = np.asarray(ids), np.asarray(mask)
+      b = len(batch["caption"])
+      if ids.ndim != 2 or ids.shape[0] != b or mask.shape != ids.shape:
+        raise ValueError(f"tokenizer returned ids {ids.shape} and mask {mask.shape} for {b} "
+                         "captions; expected both [b, L]")
+      batch["text_ids"] = ids.astype(np.int32)
+      batch["text_mask"] = mask.astype(bool)
+    if self.sharding is not None:
+      batch = global_batch.to_global(batch, self.sharding, self.process_count)
+    return batch
+
+
+def _sampler(config: ml_collections.ConfigDict, src: source_lib.Source) -> _Sample:
+  """Checks the requested geometry against the stored one (fails at start-up, naming fields)."""
+  if "video" in src.features:
+    pixel_key = "video"
+  elif "image" in src.features:
+    pixel_key = "image"
+  else:
+    raise ValueError(f"dataset at {src.dataset_dir} has neither a 'video' nor an 'image' "
+                     "feature")
+  shape = src.features[pixel_key].shape
+  stored_frames, (h, w) = (1, shape[:2]) if pixel_key == "image" else (shape[0], shape[1:3])
+  if config.modality not in ("video", "image"):
+    raise ValueError(f"data.modality must be 'video' or 'image', got {config.modality!r}")
+  if config.modality == "video" and pixel_key == "image":
+    raise ValueError(f"data.modality='video' but {config.dataset}/{config.builder_config} "
+                     "stores single images")
+
+  stored_fps = float(src.metadata["fps"])
+  fps = config.fps or stored_fps
+  stride = stored_fps / fps
+  if config.modality == "image":
+    stride, frames = 1, 1
+  else:
+    if stride < 1 or abs(stride - round(stride)) > 1e-6:
+      raise ValueError(f"data.fps={config.fps} must divide the stored fps {stored_fps:g} "
+                       "(frames are sampled with an integer stride)")
+    stride = int(round(stride))
+    frames = config.frames or (stored_frames - 1) // stride + 1
+    span = (frames - 1) * stride + 1
+    if span > stored_frames:
+      raise ValueError(
+          f"data.frames={frames} at data.fps={fps:g} needs {span} stored frames at "
+          f"{stored_fps:g} fps, but clips have {stored_frames}")
+  resolution = config.resolution or min(h, w)
+  if resolution > min(h, w):
+    raise ValueError(f"data.resolution={resolution} exceeds the stored frame size {h}x{w}")
+  return _Sample(pixel_key=pixel_key, modality=config.modality, frames=frames, stride=stride,
+                 resolution=resolution, random_crop=bool(config.random_crop),
+                 flip=bool(config.flip))
+
+
+def make_dataset(config: ml_collections.ConfigDict, *, mesh: jax.sharding.Mesh | None = None,
+                 tokenizer: TokenizeFn | None = None, process_index: int | None = None,
+                 process_count: int | None = None, split: str | None = None,
+                 drop_remainder: bool = True) -> grain.IterDataset:
+  """The pipeline as a grain `IterDataset` (see `make_train_iterator` for the arguments)."""
+  process_index = jax.process_index() if process_index is None else process_index
+  process_count = jax.process_count() if process_count is None else process_count
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index={process_index} is not in [0, {process_count})")
+  local_batch = global_batch.check_batch_size(config.global_batch_size, process_count, mesh,
+                                              config.batch_axes)
+  src = source_lib.open_source(config.data_dir, config.dataset, config.builder_config,
+                               split or config.split, config.files)
+  sampler = _sampler(config, src)
+
+  ds = grain.MapDataset.source(src.records).map_with_index(_WithIndex())
+  ds = ds[process_index::process_count]
+  ds = ds.seed(config.seed)
+  if config.shuffle:
+    ds = ds.shuffle()
+  ds = ds.repeat(config.num_epochs)
+  ds = ds.map(_Decode(src.features)).random_map(sampler)
+  ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=config.read_threads,
+                                            prefetch_buffer_size=max(local_batch, 1) * 2))
+  ds = ds.batch(local_batch, drop_remainder=drop_remainder, batch_fn=_stack)
+  if config.worker_count > 0:
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(
+        num_workers=config.worker_count, per_worker_buffer_size=config.prefetch_batches))
+  elif config.prefetch_batches > 0:
+    ds = grain.experimental.ThreadPrefetchIterDataset(
+        ds, prefetch_buffer_size=config.prefetch_batches)
+  sharding = None if mesh is None else global_batch.batch_sharding(mesh, config.batch_axes)
+  return ds.map(_Finalize(tokenizer, sharding, process_count))
+
+
+def make_train_iterator(config: ml_collections.ConfigDict, *,
+                        mesh: jax.sharding.Mesh | None = None,
+                        tokenizer: TokenizeFn | None = None,
+                        process_index: int | None = None, process_count: int | None = None,
+                        split: str | None = None,
+                        drop_remainder: bool = True) -> grain.DatasetIterator:
+  """A checkpointable iterator of batches for this process.
+
+  Args:
+    config: the ``data`` config section (`stunet.data.config.data_config`).
+    mesh: device mesh; device keys become global arrays sharded over ``config.batch_axes``.
+      None yields numpy batches.
+    tokenizer: optional ``texts -> (ids int32 [b, L], mask bool [b, L])`` hook.
+    process_index / process_count: this process's shard (default: jax's).
+    split: overrides ``config.split`` (e.g. ``validation``).
+    drop_remainder: drop a final partial batch when ``num_epochs`` is finite.
+
+  Returns:
+    A grain `DatasetIterator` with ``get_state``/``set_state``; checkpoint it with orbax via
+    ``grain.checkpoint.CheckpointSave(it)`` / ``grain.checkpoint.CheckpointRestore(it)``.
+  """
+  return iter(make_dataset(config, mesh=mesh, tokenizer=tokenizer, process_index=process_index,
+                           process_count=process_count, split=split,
+                           drop_remainder=drop_remainder))
