@@ -5,6 +5,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -89,17 +90,11 @@ def test_params_match_fresh_init_tree(converted):
   _, _, config, variables = converted
   ids, mask = random_batch()
   fresh = T5Encoder(config).init(jax.random.key(0), ids, mask)
-  shapes = lambda tree: jax.tree.map(lambda x: x.shape, nn_unbox(tree))
+  shapes = lambda tree: jax.tree.map(lambda x: x.shape, nn.meta.unbox(tree))
   assert shapes(fresh) == shapes(variables)
 
 
-def nn_unbox(tree):
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  return nn.meta.unbox(tree)
-
-
 def test_every_param_has_logical_axes(converted):
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
   _, _, config, _ = converted
   ids, mask = random_batch()
   boxed = jax.eval_shape(T5Encoder(config).init, jax.random.key(0), ids, mask)
@@ -110,6 +105,16 @@ def test_every_param_has_logical_axes(converted):
   assert names["layers_0"]["attention"]["q"]["kernel"] == jax.sharding.PartitionSpec(
       "embed", "heads")
   assert names["layers_1"]["mlp"]["wo"]["kernel"] == jax.sharding.PartitionSpec("mlp", "embed")
+
+
+def test_bfloat16_compute_stays_close(converted):
+  _, _, config, variables = converted
+  ids, mask = random_batch()
+  full = np.asarray(T5Encoder(config).apply(variables, ids, mask))
+  half = T5Encoder(config, dtype=jnp.bfloat16).apply(variables, ids, mask)
+  assert half.dtype == jnp.bfloat16
+  error = np.abs(np.asarray(half, np.float32) - full)[mask].max()
+  assert error < 0.1 * np.abs(full).max(), error
 
 
 def test_dropout_only_when_not_deterministic(converted):
