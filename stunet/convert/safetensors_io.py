@@ -93,12 +93,16 @@ def read_safetensors_header(path: str) -> dict[str, TensorInfo]:
       header = json.loads(f.read(header_len))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
       raise CheckpointError(f"{path}: header is not valid JSON ({e}).") from e
+  if not isinstance(header, dict):
+    raise CheckpointError(f"{path}: header is not a JSON object.")
   data_start = 8 + header_len
   infos = {}
   for name, entry in header.items():
     if name == "__metadata__":
       continue
-    dtype_name = entry.get("dtype")
+    if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
+      raise CheckpointError(f"{path}: header entry for {name!r} lacks dtype/shape/data_offsets.")
+    dtype_name = entry["dtype"]
     if dtype_name not in _DTYPES:
       raise CheckpointError(
           f"{path}: tensor {name!r} has unsupported dtype {dtype_name!r}; "

@@ -222,3 +222,11 @@ def test_reader_rejects_corrupt_file(tmp_path):
   path.write_bytes(b"\xff" * 64)
   with pytest.raises(safetensors_io.CheckpointError, match="header length"):
     safetensors_io.read_safetensors_header(str(path))
+  header = b'{"w": {"dtype": "F32", "shape": [2]}}'
+  path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(8))
+  with pytest.raises(safetensors_io.CheckpointError, match="'w' lacks dtype/shape/data_offsets"):
+    safetensors_io.read_safetensors_header(str(path))
+  header = b'{"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}'
+  path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(8))
+  with pytest.raises(safetensors_io.CheckpointError, match="does not match its shape"):
+    safetensors_io.read_safetensors_header(str(path))

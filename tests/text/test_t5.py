@@ -2,6 +2,7 @@
 
 import io
 import os
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -235,3 +236,9 @@ def test_tokenizer_errors(spiece_dir, tmp_path):
   (tmp_path / "spiece.model").write_bytes(model.getvalue())
   with pytest.raises(ValueError, match="not a T5 sentencepiece model"):
     SentencePieceTokenizer(str(tmp_path), max_length=8)
+
+
+def test_missing_sentencepiece_names_the_package(spiece_dir, monkeypatch):
+  monkeypatch.setitem(sys.modules, "sentencepiece", None)  # makes `import` raise ImportError
+  with pytest.raises(ImportError, match=r"stunet\[parity\]"):
+    SentencePieceTokenizer(spiece_dir, max_length=8)
