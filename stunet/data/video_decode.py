@@ -1,0 +1,93 @@
+"""Decoding user videos with PyAV at a target frame rate, resized and centre-cropped.
+
+Used by the `video_folder` builder to turn arbitrary files (any codec FFmpeg reads, any fps
+and size) into square uint8 clips for training (SPEC §2). PyAV is the optional ``video`` extra
+and is imported only when a video is decoded.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+
+
+class VideoDecodeError(Exception):
+  """A video that cannot be used; `reason` is one of empty, unreadable, corrupt."""
+
+  def __init__(self, reason: str, message: str):
+    super().__init__(message)
+    self.reason = reason
+
+
+def import_av():
+  try:
+    import av  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError('Decoding video files needs PyAV: pip install "stunet[video]"') from e
+  return av
+
+
+def resize_and_centre_crop(image: Image.Image, resolution: int) -> np.ndarray:
+  """Scales the shorter side to `resolution`, then crops the centre square; [h w c] uint8."""
+  w, h = image.size
+  scale = resolution / min(w, h)
+  new_w, new_h = max(resolution, round(w * scale)), max(resolution, round(h * scale))
+  image = image.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=3.0)
+  left, top = (new_w - resolution) // 2, (new_h - resolution) // 2
+  return np.asarray(image.crop((left, top, left + resolution, top + resolution)), np.uint8)
+
+
+def decode_at_fps(path: str, fps: float, resolution: int,
+                  max_frames: int | None = None) -> np.ndarray:
+  """All frames of `path` resampled to `fps`, as ``[t, resolution, resolution, 3]`` uint8.
+
+  The frame shown at time ``k / fps`` is the last source frame whose timestamp is not later
+  (sample-and-hold), so slowing down repeats frames and speeding up drops them.
+
+  Raises:
+    VideoDecodeError: the file is empty, unreadable or corrupt.
+  """
+  if os.path.getsize(path) == 0:
+    raise VideoDecodeError("empty", f"{path} is empty")
+  av = import_av()
+  try:
+    container = av.open(path)
+  except av.error.FFmpegError as e:
+    raise VideoDecodeError("corrupt", f"{path}: {e}") from e
+  except OSError as e:
+    raise VideoDecodeError("unreadable", f"{path}: {e}") from e
+  out = []
+  with container:
+    if not container.streams.video:
+      raise VideoDecodeError("unreadable", f"{path} has no video stream")
+    stream = container.streams.video[0]
+    source_rate = float(stream.average_rate or stream.guessed_rate or fps)
+    held, held_image, held_time = None, None, None
+    target = 0  # index of the next output frame (time target / fps)
+    try:
+      for index, frame in enumerate(container.decode(stream)):
+        time = frame.time if frame.time is not None else index / source_rate
+        # Every output time before this frame shows the previously held frame.
+        while held is not None and target / fps < time - 1e-6:
+          if held_image is None:
+            held_image = resize_and_centre_crop(held.to_image(), resolution)
+          out.append(held_image)
+          target += 1
+          if max_frames is not None and len(out) >= max_frames:
+            return np.stack(out)
+        held, held_image, held_time = frame, None, time
+    except av.error.FFmpegError as e:
+      raise VideoDecodeError("corrupt", f"{path}: {e}") from e
+    if held is not None:
+      # The last frame lasts one source frame period.
+      end = held_time + 1.0 / source_rate
+      while target / fps < end - 1e-6 and (max_frames is None or len(out) < max_frames):
+        if held_image is None:
+          held_image = resize_and_centre_crop(held.to_image(), resolution)
+        out.append(held_image)
+        target += 1
+  if not out:
+    raise VideoDecodeError("corrupt", f"{path} has no decodable frames")
+  return np.stack(out)
