@@ -39,9 +39,11 @@ TokenizeFn = Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray]]
 @dataclasses.dataclass(frozen=True)
 class _WithIndex:
   """Keeps the record's index in the split next to its bytes (for provenance and tests)."""
+  num_records: int
 
   def __call__(self, index: int, record: bytes) -> tuple[int, bytes]:
-    return index, record
+    # Repeated epochs reach the source with indices past its end (it wraps them itself).
+    return index % self.num_records, record
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,7 +189,8 @@ def make_dataset(config: ml_collections.ConfigDict, *, mesh: jax.sharding.Mesh |
                                split or config.split, config.files)
   sampler = _sampler(config, src)
 
-  ds = grain.MapDataset.source(src.records).map_with_index(_WithIndex())
+  ds = grain.MapDataset.source(src.records).map_with_index(
+      _WithIndex(len(src.records)))
   ds = ds[process_index::process_count]
   ds = ds.seed(config.seed)
   if config.shuffle:
