@@ -35,14 +35,13 @@ from stunet.diffusion import thresholding as thresholding_lib
 SAMPLERS = ("ddim", "ddpm")
 
 
-def ddim_step(x_t, x0_hat, eps_hat, logsnr_t, logsnr_s, eta, noise):
+def ddim_step(x0_hat, eps_hat, logsnr_t, logsnr_s, eta, noise):
   """One DDIM move from level ``logsnr_t`` to the less noisy ``logsnr_s``."""
   alpha_s, sigma_s = schedules.alpha_sigma(logsnr_s)
   one_minus_r = -jnp.expm1(logsnr_t - logsnr_s)
   c = eta * sigma_s * jnp.sqrt(one_minus_r)
   # sqrt(sigma_s^2 - c^2), written so it cannot go negative through rounding.
   eps_scale = sigma_s * jnp.sqrt(1.0 - eta**2 * one_minus_r)
-  del x_t  # eps_hat already carries what DDIM needs from x_t.
   return (schedules.expand_to(alpha_s, x0_hat) * x0_hat
           + schedules.expand_to(eps_scale, x0_hat) * eps_hat
           + schedules.expand_to(c, x0_hat) * noise)
@@ -149,7 +148,7 @@ def sample(key: jax.Array, denoise_fn: guidance_lib.DenoiseFn, shape: tuple[int,
       eps_hat = parameterization.eps_from_x0(x, x0_hat, alpha_t, sigma_t)
     noise = jax.random.normal(jax.random.fold_in(loop_key, i), shape, jnp.float32)
     if sampler == "ddim":
-      x_s = ddim_step(x, x0_hat, eps_hat, logsnr_t, logsnr_s, eta, noise)
+      x_s = ddim_step(x0_hat, eps_hat, logsnr_t, logsnr_s, eta, noise)
     else:
       x_s = ddpm_step(x, x0_hat, logsnr_t, logsnr_s, noise)
     x = jnp.where(i == steps - 1, x0_hat, x_s)
