@@ -31,8 +31,8 @@ class UNetConfig:
   mid_attention: bool = True
   cross_attention: bool = True
   transformer_depth: int = 1
-  num_heads: tuple[int, ...] = (4, 4, 4)
-  head_dim: int = 0  # 0: channels // num_heads at each level
+  num_heads: tuple[int, ...] = (4, 4, 4)  # per level; ignored when head_dim > 0
+  head_dim: int = 0  # > 0: heads = channels // head_dim at every level (and the mid block)
   mid_num_heads: int = 4
   dropout: float = 0.0
   norm_groups: int = 32
@@ -132,7 +132,8 @@ class UNetConfig:
     L = self.num_levels
     if L < 1 or any((not isinstance(m, int)) or m < 1 for m in self.channel_mult):
       fail("channel_mult", "needs one positive integer per resolution level")
-    for name in ("num_res_blocks", "num_heads", "attention_levels"):
+    per_level = ["num_res_blocks", "attention_levels"] + ([] if self.head_dim else ["num_heads"])
+    for name in per_level:
       if len(getattr(self, name)) != L:
         fail(name, f"needs one entry per level ({L} levels from model.channel_mult)")
     if any(n < 1 for n in self.num_res_blocks):
