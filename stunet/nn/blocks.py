@@ -24,8 +24,23 @@ from stunet.nn.attention import Attention
 Dtype = Any
 
 
+def _avg_pool_2x2(x):  # ... h w c -> ... h/2 w/2 c
+  *lead, hgt, wid, c = x.shape
+  return x.reshape(*lead, hgt // 2, 2, wid // 2, 2, c).mean(axis=(-4, -2))
+
+
+def _nearest_2x(x):  # ... h w c -> ... 2h 2w c
+  return jnp.repeat(jnp.repeat(x, 2, axis=-3), 2, axis=-2)
+
+
 class ResBlock(nn.Module):
-  """GroupNorm-SiLU-conv residual block with the noise embedding as bias or scale/shift."""
+  """GroupNorm-SiLU-conv residual block with the noise embedding as bias or scale/shift.
+
+  `resample="down"`/`"up"` gives diffusers' ResnetBlock2D(down=True / up=True), the
+  parameter-free 2x2 average pool / nearest 2x inside the block that DeepFloyd IF uses instead
+  of strided / upsampling convolutions; `skip_time_act` feeds the embedding to `time_emb_proj`
+  without the nonlinearity (IF's `resnet_skip_time_act`).
+  """
 
   features: int
   norm_groups: int = 32
@@ -33,23 +48,33 @@ class ResBlock(nn.Module):
   time_scale_shift: bool = True
   dropout: float = 0.0
   deterministic: bool = True
+  activation: str = "silu"
+  skip_time_act: bool = False
+  resample: str = "none"  # "none" | "down" | "up"
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, emb):  # x: b t h w c, emb: b d
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    act = layers.activation(self.activation)
     norm = lambda name: layers.GroupNorm(self.norm_groups, self.norm_eps, name=name, **kw)
-    h = layers.conv2d(self.features, name="conv1", **kw)(nn.silu(norm("norm1")(x)))
+    h = act(norm("norm1")(x))
+    if self.resample != "none":
+      if self.resample not in ("down", "up"):
+        raise ValueError(f"ResBlock.resample must be 'none', 'down' or 'up', got {self.resample!r}")
+      resample = _avg_pool_2x2 if self.resample == "down" else _nearest_2x
+      x, h = resample(x), resample(h)
+    h = layers.conv2d(self.features, name="conv1", **kw)(h)
     cond = layers.dense(self.features * (2 if self.time_scale_shift else 1), name="time_emb_proj",
-                        **kw)(nn.silu(emb))
+                        **kw)(emb if self.skip_time_act else act(emb))
     cond = cond[:, None, None, None, :]  # b 1 1 1 c: the same for every frame of the example
     if self.time_scale_shift:
       scale, shift = jnp.split(cond, 2, axis=-1)
       h = norm("norm2")(h) * (1 + scale) + shift
     else:
       h = norm("norm2")(h + cond)
-    h = nn.Dropout(self.dropout, deterministic=self.deterministic)(nn.silu(h))
+    h = nn.Dropout(self.dropout, deterministic=self.deterministic)(act(h))
     # Zero-init: a freshly initialised residual block is the identity, which keeps a deep
     # U-Net's activations at unit scale at the start of training.
     h = layers.conv2d(self.features, zero_init=True, name="conv2", **kw)(h)
@@ -168,6 +193,6 @@ class Upsample(nn.Module):
 
   @nn.compact
   def __call__(self, x):  # b t h w c -> b t 2h 2w c
-    x = jnp.repeat(jnp.repeat(x, 2, axis=-3), 2, axis=-2)
+    x = _nearest_2x(x)
     return layers.conv2d(self.features, name="conv", dtype=self.dtype,
                          param_dtype=self.param_dtype)(x)

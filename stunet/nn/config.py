@@ -48,6 +48,21 @@ class UNetConfig:
   dtype: str = "float32"
   remat: bool = False
 
+  # Block variants of other public T2I U-Nets (see stunet.nn.if_blocks); the defaults are the
+  # SD-style blocks above. DeepFloyd IF stage I: activation="gelu", spatial_attention="added_kv",
+  # resample="resnet", resnet_skip_time_act=True, cross_attention_norm="group_norm",
+  # text_proj_dim=<cross_attention_dim>, text_pooling="attention", embed_activation="gelu".
+  activation: str = "silu"  # diffusers act_fn: res blocks, noise-embedding MLP, output head
+  spatial_attention: str = "transformer"  # or "added_kv": attention over pixels + text K/V
+  resample: str = "conv"  # or "resnet": res blocks with a 2x2 avg pool / nearest 2x inside
+  resnet_skip_time_act: bool = False
+  cross_attention_norm: str = "none"  # or "group_norm" on the text ("added_kv" attention only)
+  cross_attention_norm_groups: int = 32
+  text_proj_dim: int = 0  # >0: a linear map of the text embeddings to this width first
+  text_pooling: str = "none"  # or "attention": pooled text added to the noise embedding
+  text_pooling_heads: int = 64
+  embed_activation: str = "none"  # applied to the (noise + pooled text) embedding
+
   # Temporal inflation (STUNet).
   temporal_factors: tuple[int, ...] = (2, 2)  # one per spatial downsampler; 1 = no time resampling
   temporal_conv: bool = True
@@ -154,6 +169,20 @@ class UNetConfig:
       fail("resnet_time_scale_shift", "must be 'scale_shift' or 'default'")
     if self.transformer_projection not in ("conv", "linear"):
       fail("transformer_projection", "must be 'conv' or 'linear'")
+    for name, allowed in (("activation", ("silu", "gelu")),
+                          ("spatial_attention", ("transformer", "added_kv")),
+                          ("resample", ("conv", "resnet")),
+                          ("cross_attention_norm", ("none", "group_norm")),
+                          ("text_pooling", ("none", "attention")),
+                          ("embed_activation", ("none", "silu", "gelu"))):
+      if getattr(self, name) not in allowed:
+        fail(name, f"must be one of {allowed}")
+    if self.cross_attention_norm != "none" and self.spatial_attention != "added_kv":
+      fail("cross_attention_norm", "is only used by model.spatial_attention='added_kv'")
+    if self.text_proj_dim < 0:
+      fail("text_proj_dim", "must be >= 0 (0 = no text projection)")
+    if self.text_pooling != "none" and self.text_pooling_heads < 1:
+      fail("text_pooling_heads", "must be >= 1")
     if self.temporal_position_encoding not in ("sinusoidal", "none"):
       fail("temporal_position_encoding", "must be 'sinusoidal' or 'none'")
     if self.dtype not in _DTYPES:

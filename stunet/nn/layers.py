@@ -32,6 +32,21 @@ def default_kernel_init():
   return nn.initializers.lecun_normal()
 
 
+# Nonlinearities by config name. "gelu" is the exact (erf) GELU, as torch's nn.GELU() that
+# imported checkpoints (DeepFloyd IF) were trained with.
+ACTIVATIONS = {
+    "silu": nn.silu,
+    "gelu": lambda x: nn.gelu(x, approximate=False),
+}
+
+
+def activation(name: str):
+  """The nonlinearity called `name` (a key of `ACTIVATIONS`)."""
+  if name not in ACTIVATIONS:
+    raise ValueError(f"Unknown activation {name!r}; supported: {sorted(ACTIVATIONS)}.")
+  return ACTIVATIONS[name]
+
+
 def partitioned(init_fn, axes: Sequence[str | None]):
   return nn.with_logical_partitioning(init_fn, tuple(axes))
 
@@ -125,6 +140,7 @@ class NoiseLevelEmbedding(nn.Module):
   flip_sin_to_cos: bool = True
   freq_shift: float = 0.0
   max_period: float = 10000.0
+  activation: str = "silu"
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -135,5 +151,5 @@ class NoiseLevelEmbedding(nn.Module):
                                  freq_shift=self.freq_shift).astype(self.dtype)
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     h = dense(self.embed_dim, name="linear_1", **kw)(feats)
-    h = nn.silu(h)
+    h = activation(self.activation)(h)
     return dense(self.embed_dim, name="linear_2", **kw)(h)  # b d

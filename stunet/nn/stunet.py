@@ -23,6 +23,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from stunet.nn import blocks
+from stunet.nn import if_blocks
 from stunet.nn import layers
 from stunet.nn import temporal as temporal_layers
 from stunet.nn.config import UNetConfig
@@ -90,14 +91,21 @@ class _SpatialUnit(nn.Module):
   config: UNetConfig
   deterministic: bool = True
 
-  def res(self, features: int, name: str):
+  def res(self, features: int, name: str, resample: str = "none"):
     cfg = self.config
     return _maybe_remat(blocks.ResBlock, cfg)(
         features, cfg.norm_groups, cfg.norm_eps, cfg.resnet_time_scale_shift == "scale_shift",
-        cfg.dropout, self.deterministic, dtype=cfg.compute_dtype, name=name)
+        cfg.dropout, self.deterministic, activation=cfg.activation,
+        skip_time_act=cfg.resnet_skip_time_act, resample=resample, dtype=cfg.compute_dtype,
+        name=name)
 
   def transformer(self, heads: tuple[int, int], name: str):
+    """The spatial attention unit: an SD-style transformer or IF-style added-K/V attention."""
     cfg = self.config
+    if cfg.spatial_attention == "added_kv":
+      return _maybe_remat(if_blocks.AddedKVAttention, cfg)(
+          heads[0], heads[1], cfg.norm_groups, cfg.cross_attention_norm,
+          cfg.cross_attention_norm_groups, dtype=cfg.compute_dtype, name=name)
     return _maybe_remat(blocks.SpatialTransformer, cfg)(
         heads[0], heads[1], cfg.transformer_depth, cfg.cross_attention,
         cfg.transformer_projection, cfg.ff_mult, cfg.norm_groups, cfg.attention_norm_eps,
@@ -128,7 +136,10 @@ class DownLevel(_SpatialUnit):
       x = _constrain(x)
       skips.append(x)
     if level < cfg.num_levels - 1:
-      x = blocks.Downsample(features, dtype=cfg.compute_dtype, name="downsample")(x)
+      if cfg.resample == "resnet":
+        x = self.res(features, "downsample", resample="down")(x, emb)
+      else:
+        x = blocks.Downsample(features, dtype=cfg.compute_dtype, name="downsample")(x)
       factor = cfg.temporal_factors[level]
       if self.temporal and factor > 1:
         x = temporal_layers.TemporalDownsample(factor, cfg.temporal_resample_kernel,
@@ -179,7 +190,10 @@ class UpLevel(_SpatialUnit):
         x = self.temporal_mixing(with_tattn, f"temporal_{j}")(x)
       x = _constrain(x)
     if level > 0:
-      x = blocks.Upsample(features, dtype=cfg.compute_dtype, name="upsample")(x)
+      if cfg.resample == "resnet":
+        x = self.res(features, "upsample", resample="up")(x, emb)
+      else:
+        x = blocks.Upsample(features, dtype=cfg.compute_dtype, name="upsample")(x)
       factor = cfg.temporal_factors[level - 1]
       if self.temporal and factor > 1:
         x = temporal_layers.TemporalUpsample(factor, cfg.temporal_resample_kernel,
@@ -231,8 +245,16 @@ class STUNet(nn.Module):
     text = text.astype(dtype)
     emb = layers.NoiseLevelEmbedding(
         cfg.channels, 4 * cfg.channels, cfg.noise_embed_flip_sin_to_cos,
-        cfg.noise_embed_freq_shift, cfg.noise_embed_max_period, dtype=dtype,
-        name="noise_embed")(noise_cond)  # b d
+        cfg.noise_embed_freq_shift, cfg.noise_embed_max_period, activation=cfg.activation,
+        dtype=dtype, name="noise_embed")(noise_cond)  # b d
+    if cfg.text_pooling == "attention":
+      # IF's added conditioning: pooled raw text (before text_proj) joins the noise embedding.
+      emb = emb + if_blocks.TextTimeEmbedding(4 * cfg.channels, cfg.text_pooling_heads,
+                                              dtype=dtype, name="text_pool")(text)
+    if cfg.embed_activation != "none":
+      emb = layers.activation(cfg.embed_activation)(emb)
+    if cfg.text_proj_dim:
+      text = layers.dense(cfg.text_proj_dim, name="text_proj", dtype=dtype)(text)
 
     conv_in_init = zero_cond_channels_kernel_init(cfg.in_channels)
     h = nn.Conv(cfg.channels, (3, 3), padding=((1, 1), (1, 1)), dtype=dtype,
@@ -250,7 +272,8 @@ class STUNet(nn.Module):
       level_skips, skips = skips[-n:], skips[:-n]
       h = UpLevel(cfg, deterministic, level=level, temporal=self.temporal,
                   name=f"up_{level}")(h, level_skips, emb, text, text_mask)
-    h = nn.silu(layers.GroupNorm(cfg.norm_groups, cfg.norm_eps, dtype=dtype, name="norm_out")(h))
+    h = layers.activation(cfg.activation)(
+        layers.GroupNorm(cfg.norm_groups, cfg.norm_eps, dtype=dtype, name="norm_out")(h))
     out = layers.conv2d(cfg.out_channels, zero_init=cfg.zero_init_output, dtype=dtype,
                         name="conv_out")(h)
     out = out.astype(jnp.float32)
