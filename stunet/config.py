@@ -32,4 +32,5 @@ def default_config(data_variant: str = "demo") -> ml_collections.ConfigDict:
   c.ckpt = train_config.ckpt_config()
   c.log = train_config.log_config()
   c.sample = train_config.sample_config()
+  c.stage = train_config.stage_config()
   return c

@@ -1,0 +1,7 @@
+"""Device mesh, logical-axis sharding and multi-host helpers (STYLE: Sharding).
+
+mesh.py       `config.mesh` -> `jax.sharding.Mesh` (axes data, fsdp, tensor; -1 = fill)
+sharding.py   logical axis names + `config.mesh.rules` -> `NamedSharding`s, with replication
+              of dims the mesh axes do not divide
+multihost.py  decisions every process must agree on (preemption)
+"""

@@ -1,4 +1,5 @@
-"""Defaults of the training sections: `stages`, `optim`, `mesh`, `ckpt`, `log`, `sample`.
+"""Defaults and validation of the training sections: `optim`, `mesh`, `ckpt`, `log`, `sample`
+and the per-stage settings `stage` (STYLE: Configs, Training step, Checkpoints).
 
 Only the numbers live here; `stunet.config.default_config` assembles them with the model,
 text, diffusion and data sections.
@@ -21,6 +22,26 @@ def optim_config() -> ml_collections.ConfigDict:
   c.grad_clip = 1.0
   c.ema_decay = 0.999
   c.num_steps = 1000
+  return c
+
+
+def stage_config() -> ml_collections.ConfigDict:
+  """Per-stage settings; 0 / '' fall back to the shared `optim` and `data` fields."""
+  c = ml_collections.ConfigDict()
+  # T2I stage (SPEC §2): the spatial U-Net and the small text encoder on single frames.
+  c.t2i = ml_collections.ConfigDict()
+  c.t2i.num_steps = 0  # 0: optim.num_steps
+  c.t2i.learning_rate = 0.0  # 0: optim.learning_rate
+  c.t2i.global_batch_size = 0  # 0: data.global_batch_size (frames, one per clip)
+  # Video stage: inflate the T2I weights into a STUNet, train only the temporal layers.
+  c.video = ml_collections.ConfigDict()
+  c.video.num_steps = 0
+  c.video.learning_rate = 0.0
+  c.video.global_batch_size = 0
+  # The T2I run to inflate from: a stage directory (holding checkpoints/) or a
+  # checkpoints/<step> directory; '' = the t2i stage of this workdir.
+  c.video.init_from = ""
+  c.video.init_from_ema = True  # inflate the EMA weights (what T2I samples use)
   return c
 
 
@@ -61,9 +82,13 @@ def ckpt_config() -> ml_collections.ConfigDict:
 
 def log_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
+  # Metrics are fetched from the device every N steps (and before each checkpoint); every
+  # step's values are written to metrics.jsonl / TensorBoard.
   c.every_steps = 50
   c.sample_every_steps = 0  # 0 = only at the end of a stage
   c.num_samples = 4
+  c.tensorboard = True
+  c.progress_bar = True
   return c
 
 
@@ -72,4 +97,50 @@ def sample_config() -> ml_collections.ConfigDict:
   c.prompts = ("a red circle moving quickly to the left",
                "a small blue square bouncing up and down")
   c.seed = 0
+  c.fps = 8  # of the written sample videos
   return c
+
+
+def _positive_int(value, field: str) -> None:
+  if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    raise ValueError(f"{field} must be a positive integer, got {value!r}")
+
+
+def _non_negative_int(value, field: str) -> None:
+  if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    raise ValueError(f"{field} must be an integer >= 0, got {value!r}")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raise `ValueError` naming the first bad field of the training sections."""
+  o = config.optim
+  if not o.learning_rate > 0:
+    raise ValueError(f"optim.learning_rate must be > 0, got {o.learning_rate!r}")
+  _non_negative_int(o.warmup_steps, "optim.warmup_steps")
+  _non_negative_int(o.decay_steps, "optim.decay_steps")
+  _positive_int(o.num_steps, "optim.num_steps")
+  if not 0.0 <= o.end_lr_fraction <= 1.0:
+    raise ValueError(f"optim.end_lr_fraction must be in [0, 1], got {o.end_lr_fraction!r}")
+  for field in ("b1", "b2", "ema_decay"):
+    if not 0.0 <= o[field] < 1.0:
+      raise ValueError(f"optim.{field} must be in [0, 1), got {o[field]!r}")
+  if o.weight_decay < 0:
+    raise ValueError(f"optim.weight_decay must be >= 0, got {o.weight_decay!r}")
+  if o.grad_clip < 0:
+    raise ValueError(f"optim.grad_clip must be >= 0 (0 = off), got {o.grad_clip!r}")
+  _positive_int(config.ckpt.every_steps, "ckpt.every_steps")
+  _positive_int(config.ckpt.keep_last, "ckpt.keep_last")
+  _non_negative_int(config.ckpt.keep_every, "ckpt.keep_every")
+  _positive_int(config.log.every_steps, "log.every_steps")
+  _non_negative_int(config.log.sample_every_steps, "log.sample_every_steps")
+  _non_negative_int(config.log.num_samples, "log.num_samples")
+  if config.log.num_samples and not config.sample.prompts:
+    raise ValueError("sample.prompts is empty but log.num_samples > 0")
+  _positive_int(config.sample.fps, "sample.fps")
+  for name in config.stage.keys():
+    s = config.stage[name]
+    _non_negative_int(s.num_steps, f"stage.{name}.num_steps")
+    _non_negative_int(s.global_batch_size, f"stage.{name}.global_batch_size")
+    if s.learning_rate < 0:
+      raise ValueError(f"stage.{name}.learning_rate must be >= 0 (0 = optim.learning_rate), "
+                       f"got {s.learning_rate!r}")

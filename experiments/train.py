@@ -1,0 +1,52 @@
+r"""Trains the T2I U-Net, then inflates it into a STUNet and trains the temporal layers.
+
+Quick start on CPU (builds the embedded shapes_video data on first use):
+  python -m experiments.train --config=experiments/configs/demo.py --workdir=runs/demo
+
+Overrides: `--config.stages=t2i`, `--config.model.temporal_factors=(1,2)`,
+`--config.mesh.shape=(2,4,1)`, `--config.stage.video.init_from=runs/other/t2i`. Rerunning with
+the same --workdir resumes. On a pod, every host runs the same command (with
+`--multihost`, which calls `jax.distributed.initialize()` first).
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (resumed if it exists).")
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False,
+    "Resume even if model/text/diffusion/data fields differ from the checkpoint's.")
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices", 0, "Simulate this many CPU devices (local testing of sharding); 0 = off.")
+_MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  import jax  # after flag parsing: the device count must be set before JAX initialises
+  if _CPU_DEVICES.value:
+    jax.config.update("jax_platforms", "cpu")
+    jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
+  if _MULTIHOST.value:
+    jax.distributed.initialize()
+  from stunet.train import loop
+
+  try:
+    results = loop.train(_CONFIG.value, _WORKDIR.value,
+                         allow_config_change=_ALLOW_CONFIG_CHANGE.value)
+  except (loop.NonFiniteLossError, ValueError, FileNotFoundError) as e:
+    logging.error("%s", e)
+    raise SystemExit(f"error: {e}") from None
+  for r in results:
+    status = "preempted" if r.preempted else "done"
+    print(f"stage {r.stage}: step {r.step} ({status})")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,124 @@
+"""Assembles one stage's pieces from the config: model, text encoder, optimiser, init, step.
+
+`stage_config` resolves the per-stage settings (`config.stage.<name>`) into the shared
+sections, so everything downstream (data pipeline, optimiser, `config.json`, the resume
+check) sees the values the stage really uses. `build_stage` returns a `StageSetup` holding the
+modules, the parameter labels, the optimiser and a boxed initialiser for
+`state.create_sharded_state`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from stunet.diffusion import config as diffusion_config_lib
+from stunet.nn.config import UNetConfig
+from stunet.text import factory as text_factory
+from stunet.train import config as train_config_lib
+from stunet.train import optimizer as optimizer_lib
+from stunet.train import stages as stages_lib
+from stunet.train import state as state_lib
+from stunet.train import step as step_lib
+
+
+def stage_config(config: ml_collections.ConfigDict,
+                 stage: stages_lib.Stage) -> ml_collections.ConfigDict:
+  """A copy of `config` with `config.stage.<stage>` folded into `optim` and `data`."""
+  train_config_lib.validate(config)
+  c = ml_collections.ConfigDict(config.to_dict())
+  c.data.modality = stage.modality
+  if stage.name in c.stage:
+    s = c.stage[stage.name]
+    if s.num_steps:
+      c.optim.num_steps = s.num_steps
+    if s.learning_rate:
+      c.optim.learning_rate = s.learning_rate
+    if s.global_batch_size:
+      c.data.global_batch_size = s.global_batch_size
+  c.lock()
+  return c
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSetup:
+  """One stage's modules and functions (see module doc)."""
+  stage: stages_lib.Stage
+  config: ml_collections.ConfigDict  # the stage-resolved config
+  unet_config: UNetConfig
+  model: nn.Module
+  tokenizer: Any
+  text_module: nn.Module
+  labels: Any
+  schedule: optax.Schedule
+  tx: optax.GradientTransformation
+  init_params: Callable[[jax.Array], Any]  # key -> boxed {'unet', 'text'} params
+  example_shape: tuple[int, ...]  # pixels of one example: (h, w, 3) or (t, h, w, 3)
+
+  def boxed_init(self, rng: jax.Array, parent_params: Any = None) -> state_lib.TrainState:
+    """Fresh boxed state; with `parent_params`, started from the parent stage's weights."""
+    params = self.init_params(rng)
+    if parent_params is not None:
+      params = self.stage.from_parent(parent_params, params)
+    return state_lib.init_state(params, self.tx)
+
+  def step_fn(self, seed: int | None = None) -> step_lib.StepFn:
+    c = self.config
+    return step_lib.StepFn(
+        model=self.model, text_module=self.text_module, labels=self.labels, tx=self.tx,
+        schedule=self.schedule, diffusion=c.diffusion, modality=self.stage.modality,
+        ema_decay=c.optim.ema_decay, seed=c.seed if seed is None else seed,
+        rules=tuple(tuple(r) for r in c.mesh.rules))
+
+
+def _example_shape(config, unet_config: UNetConfig, modality: str) -> tuple[int, ...]:
+  res, frames = config.data.resolution, config.data.frames
+  if not res:
+    raise ValueError("data.resolution must be set to train (the model's input size)")
+  if modality == "image":
+    unet_config.check_input(None, res, res)
+    return (res, res, unet_config.in_channels)
+  if not frames:
+    raise ValueError("data.frames must be set to train the video stage")
+  unet_config.check_input(frames, res, res)
+  return (frames, res, res, unet_config.in_channels)
+
+
+def build_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage) -> StageSetup:
+  """Validates the config (naming bad fields) and builds the stage (nothing runs on devices)."""
+  c = stage_config(config, stage)
+  diffusion_config_lib.validate(c.diffusion)
+  unet_config = UNetConfig.from_config(c.model)
+  if unet_config.cond_channels:
+    raise ValueError(f"model.cond_channels={unet_config.cond_channels}: the {stage.name!r} "
+                     "stage trains unconditional-input models; conditioning channels belong to "
+                     "a conditional stage")
+  model = stage.build_model(unet_config)
+  tokenizer, text_module = text_factory.make_text_encoder(c.text)
+  length = tokenizer.max_length
+  example_shape = _example_shape(c, unet_config, stage.modality)
+
+  def init_params(rng):
+    text_rng, unet_rng = jax.random.split(rng)
+    ids = jnp.zeros((1, length), jnp.int32)
+    mask = jnp.ones((1, length), bool)
+    text_params = text_module.init(text_rng, ids, mask)["params"]
+    emb = text_module.apply({"params": text_params}, ids, mask)  # boxes unbox in apply
+    x = jnp.zeros((1,) + example_shape, jnp.float32)
+    unet_params = model.init(unet_rng, x, jnp.zeros((1,), jnp.float32), emb, mask)["params"]
+    return {"unet": unet_params, "text": text_params}
+
+  labels = stage.labels(jax.eval_shape(init_params, jax.random.key(0)))
+  num_steps = c.optim.num_steps
+  schedule = optimizer_lib.learning_rate_schedule(c.optim, num_steps, c.optim.learning_rate)
+  tx = optimizer_lib.make_optimizer(c.optim, labels, schedule)
+  return StageSetup(stage=stage, config=c, unet_config=unet_config, model=model,
+                    tokenizer=tokenizer, text_module=text_module, labels=labels,
+                    schedule=schedule, tx=tx, init_params=init_params,
+                    example_shape=example_shape)

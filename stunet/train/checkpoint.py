@@ -1,0 +1,60 @@
+"""Orbax checkpoints of a stage: state, data-iterator position and meta, saved together.
+
+`workdir/<stage>/checkpoints/<step>/{state, data_iter, meta}`. Saves are asynchronous (the
+device-to-host copy blocks, writing does not); `keep_last` newest checkpoints are kept, plus
+every `keep_every`-th step for good. Restores go into an abstract state whose leaves carry the
+*current* mesh's shardings, so a checkpoint written on 8 devices restores onto 4. Only JSON
+and array files are written: nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import grain
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+  """A stage's `CheckpointManager` (see module doc)."""
+
+  def __init__(self, directory: str, ckpt_config, *, read_only: bool = False):
+    self.directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=ckpt_config.keep_last,
+        keep_period=ckpt_config.keep_every or None,
+        enable_async_checkpointing=bool(ckpt_config.async_save) and not read_only,
+        create=not read_only, read_only=read_only)
+    self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                          item_names=("state", "data_iter", "meta"))
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
+  def save(self, step: int, state: Any, data_iter: Any, meta: dict) -> None:
+    items = {"state": ocp.args.StandardSave(state), "meta": ocp.args.JsonSave(meta)}
+    if data_iter is not None:
+      items["data_iter"] = grain.checkpoint.CheckpointSave(data_iter)
+    self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+
+  def restore_meta(self, step: int) -> dict:
+    return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
+        "meta"]
+
+  def restore(self, step: int, abstract_state: Any, data_iter: Any = None) -> Any:
+    """The state at `step` placed as `abstract_state`'s shardings say; `data_iter` (if
+    given) is moved to the position saved with it."""
+    items = {"state": ocp.args.StandardRestore(abstract_state)}
+    if data_iter is not None:
+      items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
+    return self._manager.restore(step, args=ocp.args.Composite(**items))["state"]
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.close()

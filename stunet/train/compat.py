@@ -1,0 +1,75 @@
+"""Which config changes a resumed run may make (STYLE: Checkpoints and workdir).
+
+A checkpoint stores the fields that define what was trained: the `model`, `text`,
+`diffusion` and `data` sections, minus the data fields that only affect speed or file
+locations. Resuming with different values would silently train another experiment, so the
+loop refuses and lists the differences; `--allow_config_change` overrides. Optimiser, logging
+and checkpoint fields may change freely (e.g. more steps, a lower learning rate).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import ml_collections
+
+SECTIONS = ("model", "text", "diffusion", "data")
+# Speed / location only: same examples in the same order whatever their values.
+IGNORED = ("data.data_dir", "data.read_threads", "data.worker_count", "data.prefetch_batches",
+           "text.cache_size")
+
+
+class ConfigMismatchError(ValueError):
+  """Resuming with a config whose compared fields differ from the checkpoint's."""
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for key, value in tree.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, dict):
+      out.update(_flatten(value, name + "."))
+    else:
+      out[name] = value
+  return out
+
+
+def compared_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The compared fields as a flat JSON-normalised dict (tuples become lists)."""
+  tree = {s: config[s].to_dict() for s in SECTIONS if s in config}
+  flat = {k: v for k, v in _flatten(tree).items() if k not in IGNORED}
+  return json.loads(json.dumps(flat, sort_keys=True))
+
+
+def fingerprint(fields: dict[str, Any]) -> str:
+  return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+  """`field: saved -> current` lines, sorted by field name."""
+  keys = sorted(set(saved) | set(current))
+  missing = object()
+  lines = []
+  for k in keys:
+    a, b = saved.get(k, missing), current.get(k, missing)
+    if a != b:
+      fmt = lambda v: "<absent>" if v is missing else json.dumps(v)
+      lines.append(f"{k}: {fmt(a)} -> {fmt(b)}")
+  return lines
+
+
+def check_resume(saved: dict[str, Any], current: dict[str, Any], where: str,
+                 allow_change: bool) -> list[str]:
+  """Raises `ConfigMismatchError` listing the differing fields unless `allow_change`.
+
+  Returns the differences (empty when compatible) so the caller can log an allowed change.
+  """
+  diff = differences(saved, current)
+  if diff and not allow_change:
+    raise ConfigMismatchError(
+        f"the config differs from the one the checkpoint in {where} was trained with in "
+        f"{len(diff)} field(s):\n  " + "\n  ".join(diff) + "\nUse a new --workdir, restore "
+        "these values, or pass --allow_config_change to resume anyway.")
+  return diff

@@ -1,0 +1,250 @@
+"""The training loop: runs the stages of `config.stages` in order (STYLE: Training step).
+
+Per stage, in `workdir/<stage>/`:
+  config.json      the stage-resolved config
+  metrics.jsonl    logged metrics (process 0), `tensorboard/` event files
+  checkpoints/<step>/{state, data_iter, meta}
+  samples/<step>/  PNG grid and videos from the EMA weights
+
+A rerun with the same workdir resumes each stage from its latest checkpoint (finished stages
+are skipped). Metrics are fetched from the device only every `log.every_steps` steps and
+before each checkpoint, where every pending loss is checked: a NaN/inf stops the run before the
+bad state can be saved, so the last checkpoint stays good.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Any
+
+from absl import logging
+import jax
+import ml_collections
+
+from stunet.data import global_batch
+from stunet.data import pipeline
+from stunet.data import source as source_lib
+from stunet.parallel import mesh as mesh_lib
+from stunet.train import build as build_lib
+from stunet.train import checkpoint as checkpoint_lib
+from stunet.train import compat
+from stunet.train import metrics as metrics_lib
+from stunet.train import preemption as preemption_lib
+from stunet.train import samples as samples_lib
+from stunet.train import stages as stages_lib
+from stunet.train import state as state_lib
+from stunet.train import step as step_lib
+
+
+class NonFiniteLossError(RuntimeError):
+  """The loss became NaN or infinite; the run stops without saving the bad state."""
+
+
+@dataclasses.dataclass
+class StageResult:
+  stage: str
+  step: int  # last step reached
+  preempted: bool
+  state: Any = None
+
+
+def ensure_data(data_config: ml_collections.ConfigDict) -> None:
+  """Builds the embedded `shapes_video` dataset if it is missing (one-command quick start)."""
+  if data_config.files or data_config.dataset != "shapes_video":
+    return
+  try:
+    source_lib.dataset_dir(data_config.data_dir, data_config.dataset, data_config.builder_config)
+    return
+  except FileNotFoundError:
+    pass
+  from stunet.data import shapes_video  # only needed to build
+  if jax.process_index() == 0:
+    logging.info("building shapes_video/%s into %s", data_config.builder_config,
+                 data_config.data_dir)
+    shapes_video.ShapesVideo(config=data_config.builder_config,
+                             data_dir=data_config.data_dir).download_and_prepare()
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices("shapes_video built")
+
+
+def _parent_checkpoint(config, stage: stages_lib.Stage, workdir: str) -> tuple[str, int | None]:
+  """(checkpoints dir, step or None = latest) of the run this stage starts from."""
+  init_from = config.stage[stage.name].init_from if stage.name in config.stage else ""
+  if not init_from:
+    return os.path.join(workdir, stage.parent, "checkpoints"), None
+  init_from = os.path.abspath(init_from)
+  if os.path.isdir(os.path.join(init_from, "checkpoints")):
+    return os.path.join(init_from, "checkpoints"), None
+  base = os.path.basename(init_from.rstrip("/"))
+  if base.isdigit():
+    return os.path.dirname(init_from.rstrip("/")), int(base)
+  return init_from, None
+
+
+def load_parent_params(config, stage: stages_lib.Stage, workdir: str,
+                       mesh: jax.sharding.Mesh) -> Any:
+  """The parent stage's (EMA) params, restored onto `mesh` with the parent's shardings."""
+  parent = stages_lib.get_stage(stage.parent)
+  directory, step = _parent_checkpoint(config, stage, workdir)
+  ckpt = checkpoint_lib.Checkpointer(directory, config.ckpt, read_only=True)
+  step = ckpt.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(
+        f"stage {stage.name!r} starts from a {parent.name!r} checkpoint, but none is in "
+        f"{directory}; run the {parent.name!r} stage first (config.stages) or set "
+        f"config.stage.{stage.name}.init_from")
+  parent_setup = build_lib.build_stage(config, parent)
+  rules = tuple(tuple(r) for r in config.mesh.rules)
+  target = state_lib.abstract_state(parent_setup.boxed_init, mesh, rules, jax.random.key(0))
+  state = ckpt.restore(step, target)
+  ckpt.close()
+  logging.info("stage %s: starting from %s step %d", stage.name, directory, step)
+  use_ema = config.stage[stage.name].get("init_from_ema", True) if stage.name in config.stage \
+      else True
+  return state.ema_params if use_ema else state.params
+
+
+class _Pending:
+  """Device metrics of steps not yet fetched (fetching every step would stall dispatch)."""
+
+  def __init__(self):
+    self.items: list[tuple[int, dict]] = []
+
+  def add(self, step: int, metrics: dict) -> None:
+    self.items.append((step, metrics))
+
+  def fetch(self) -> list[tuple[int, dict]]:
+    fetched = jax.device_get(self.items)
+    self.items = []
+    for step, m in fetched:
+      loss = float(m["loss"])
+      if not math.isfinite(loss):
+        raise NonFiniteLossError(f"loss is {loss} at step {step}")
+    return [(s, {k: float(v) for k, v in m.items()}) for s, m in fetched]
+
+
+def run_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage, workdir: str, *,
+              mesh: jax.sharding.Mesh, allow_config_change: bool = False) -> StageResult:
+  """Trains (or resumes) one stage to `optim.num_steps` (after per-stage overrides)."""
+  setup = build_lib.build_stage(config, stage)
+  c = setup.config
+  stage_dir = os.path.join(os.path.abspath(workdir), stage.name)
+  is_main = jax.process_index() == 0
+  rules = tuple(tuple(r) for r in c.mesh.rules)
+  num_steps = c.optim.num_steps
+  compared = compat.compared_fields(c)
+
+  ensure_data(c.data)
+  data_iter = pipeline.make_train_iterator(c.data, mesh=mesh, tokenizer=setup.tokenizer)
+  ckpt = checkpoint_lib.Checkpointer(os.path.join(stage_dir, "checkpoints"), c.ckpt)
+  rng = jax.random.key(c.seed)
+  latest = ckpt.latest_step()
+  if latest is not None:
+    saved = ckpt.restore_meta(latest)
+    changed = compat.check_resume(saved["compared_fields"], compared,
+                                  os.path.join(stage_dir, "checkpoints", str(latest)),
+                                  allow_config_change)
+    if changed:
+      logging.warning("resuming %s with changed fields (allowed): %s", stage.name, changed)
+    target = state_lib.abstract_state(setup.boxed_init, mesh, rules, rng)
+    state = ckpt.restore(latest, target, data_iter)
+    shardings = jax.tree.map(lambda x: x.sharding, target)
+    logging.info("stage %s: resumed from step %d", stage.name, latest)
+  else:
+    parent = load_parent_params(config, stage, workdir, mesh) if stage.parent else None
+    state, shardings = state_lib.create_sharded_state(setup.boxed_init, mesh, rules, rng, parent)
+  start = int(jax.device_get(state.step))
+
+  if is_main:
+    os.makedirs(stage_dir, exist_ok=True)
+    with open(os.path.join(stage_dir, "config.json"), "w") as f:
+      f.write(c.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+
+  def meta(step):
+    return {"step": int(step), "stage": stage.name, "compared_fields": compared,
+            "config_fingerprint": compat.fingerprint(compared)}
+
+  sampler = samples_lib.Sampler(setup, mesh) if c.log.num_samples else None
+
+  def write_samples(step, state):
+    if sampler is None:
+      return
+    prompts = [c.sample.prompts[i % len(c.sample.prompts)] for i in range(c.log.num_samples)]
+    pixels = sampler(state.ema_params, prompts, jax.random.key(c.sample.seed))
+    if is_main:
+      samples_lib.write_samples(os.path.join(stage_dir, "samples", str(step)), pixels, prompts,
+                                c.sample.fps)
+
+  if start >= num_steps:
+    logging.info("stage %s: already at step %d >= %d", stage.name, start, num_steps)
+    ckpt.close()
+    return StageResult(stage.name, start, False, state)
+
+  batch_sharding = global_batch.batch_sharding(mesh, c.data.batch_axes)
+  keys = (stage.modality, "text_ids", "text_mask")
+  train_step = step_lib.jit_step(setup.step_fn(), shardings, {k: batch_sharding for k in keys},
+                                 mesh)
+  writer = metrics_lib.MetricsWriter(stage_dir, start_step=start, num_steps=num_steps,
+                                     active=is_main, tensorboard=c.log.tensorboard,
+                                     progress_bar=c.log.progress_bar, desc=stage.name)
+  pending = _Pending()
+  last_saved = latest
+
+  def flush():
+    # Every step gets a record (a mean over the window would hide a single bad step).
+    writer.write(pending.fetch())
+
+  step = start
+  preempted = False
+  try:
+    with preemption_lib.PreemptionWatcher() as watcher:
+      while step < num_steps:
+        batch = next(data_iter)
+        state, metrics = train_step(state, batch)
+        step += 1
+        pending.add(step, metrics)
+        preempted = watcher.requested()
+        save = step % c.ckpt.every_steps == 0 or step == num_steps or preempted
+        if save or step % c.log.every_steps == 0:
+          flush()  # raises NonFiniteLossError before a bad state is saved
+        if save:
+          ckpt.save(step, state, data_iter, meta(step))
+          last_saved = step
+        if c.log.sample_every_steps and step % c.log.sample_every_steps == 0:
+          write_samples(step, state)
+        if preempted:
+          logging.warning("stage %s: SIGTERM; saved step %d, exiting", stage.name, step)
+          break
+  except NonFiniteLossError as e:
+    ckpt.wait()
+    ckpt.close()
+    writer.close()
+    where = (f"the last good checkpoint is step {last_saved} in {ckpt.directory}"
+             if last_saved is not None else "no checkpoint was written")
+    raise NonFiniteLossError(f"stage {stage.name}: {e}; stopping ({where})") from None
+  ckpt.wait()
+  ckpt.close()
+  writer.close()
+  if not preempted and not (c.log.sample_every_steps and
+                            step % c.log.sample_every_steps == 0):
+    write_samples(step, state)
+  return StageResult(stage.name, step, preempted, state)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *,
+          mesh: jax.sharding.Mesh | None = None,
+          allow_config_change: bool = False) -> list[StageResult]:
+  """Runs `config.stages` in order; stops after a preempted stage."""
+  stages = stages_lib.parse_stages(config.stages)
+  mesh = mesh_lib.make_mesh(config.mesh) if mesh is None else mesh
+  results = []
+  for stage in stages:
+    result = run_stage(config, stage, workdir, mesh=mesh,
+                       allow_config_change=allow_config_change)
+    results.append(result)
+    if result.preempted:
+      break
+  return results

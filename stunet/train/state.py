@@ -1,0 +1,78 @@
+"""The train state pytree and its creation directly in its sharded layout (STYLE: Training step).
+
+`TrainState` is `{step, params, opt_state, ema_params}`. `create_sharded_state` traces the
+initialiser with `jax.eval_shape`, turns the logical axis names of the (boxed) parameters into
+`NamedSharding`s through `config.mesh.rules`, and runs the initialiser under `jax.jit` with
+those `out_shardings`: no device ever holds a full replica of an FSDP-sharded state, and the
+state's shardings are the ones donation and checkpoint restore expect.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from stunet.parallel import sharding as sharding_lib
+from stunet.train import optimizer as optimizer_lib
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array  # int32 scalar: number of updates applied
+  params: Any  # {'unet': ..., 'text': ...}
+  opt_state: Any
+  ema_params: Any
+
+
+def ema_update(ema: Any, params: Any, decay: float, labels: Any) -> Any:
+  """`decay * ema + (1 - decay) * params` on trainable leaves; frozen leaves keep `ema` as is.
+
+  Frozen leaves equal their parameters already, and skipping them keeps them bitwise equal
+  (the formula can round in the last bit).
+  """
+  def one(label, e, p):
+    if label == optimizer_lib.FROZEN:
+      return e
+    return (decay * e.astype(jnp.float32) + (1.0 - decay) * p.astype(jnp.float32)).astype(e.dtype)
+  return jax.tree.map(one, labels, ema, params)
+
+
+def init_state(params: Any, tx) -> TrainState:
+  """Fresh state from (boxed or plain) `params`: step 0, optimiser state, EMA = params."""
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                    ema_params=params)
+
+
+def state_shardings(boxed_abstract_state: TrainState, mesh: jax.sharding.Mesh,
+                    rules) -> TrainState:
+  """NamedShardings of the unboxed state; optimiser moments follow their parameters' names
+  (optax maps over the boxes, so the moments stay boxed with the same names)."""
+  return sharding_lib.tree_shardings(boxed_abstract_state, mesh, rules)
+
+
+def create_sharded_state(boxed_init: Callable[..., TrainState], mesh: jax.sharding.Mesh,
+                         rules, *args) -> tuple[TrainState, TrainState]:
+  """Runs `boxed_init(*args)` (a state with `nn.Partitioned` params) straight into shardings.
+
+  Returns:
+    `(state, shardings)`: the unboxed state placed on `mesh` and its NamedSharding tree.
+  """
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    abstract = jax.eval_shape(boxed_init, *args)
+    shardings = state_shardings(abstract, mesh, rules)
+    state = jax.jit(lambda *a: nn.unbox(boxed_init(*a)), out_shardings=shardings)(*args)
+  return state, shardings
+
+
+def abstract_state(boxed_init: Callable[..., TrainState], mesh: jax.sharding.Mesh, rules,
+                   *args) -> TrainState:
+  """ShapeDtypeStructs carrying this mesh's shardings: the target for a checkpoint restore."""
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    abstract = jax.eval_shape(boxed_init, *args)
+    shardings = state_shardings(abstract, mesh, rules)
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      nn.unbox(abstract), shardings)

@@ -1,0 +1,124 @@
+"""The pure train step `train_step(state, batch) -> (state, metrics)` (STYLE: Training step).
+
+One step: uint8 pixels -> [-1, 1] on device, caption encoding (the text encoder trains in the
+T2I stage and is frozen afterwards), the diffusion loss of SPEC §3 with classifier-free text
+dropout, gradients, the masked AdamW update and the EMA. All randomness comes from
+`fold_in(key(seed), step)`, so a resumed run draws exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from stunet.diffusion import loss as loss_lib
+from stunet.train import optimizer as optimizer_lib
+from stunet.train import state as state_lib
+
+
+def to_unit_range(pixels: jax.Array) -> jax.Array:
+  """uint8 `[0, 255]` -> float32 `[-1, 1]`."""
+  return pixels.astype(jnp.float32) / 127.5 - 1.0
+
+
+def _freeze(tree: Any, labels: Any) -> Any:
+  # Frozen leaves get no gradient at all: XLA then skips their weight-gradient computations
+  # while gradients still flow through them to the trainable layers.
+  return jax.tree.map(lambda l, p: jax.lax.stop_gradient(p) if l == optimizer_lib.FROZEN else p,
+                      labels, tree)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity for jax.jit
+class StepFn:
+  """Everything the step closes over; `__call__` is the pure step.
+
+  Attributes:
+    model: the denoiser module (`T2IUNet` or `STUNet`).
+    text_module: the text encoder module.
+    labels: TRAIN / FROZEN per parameter leaf of `{'unet', 'text'}`.
+    tx: the optimiser (`optimizer.make_optimizer`).
+    schedule: its learning-rate schedule (reported in the metrics).
+    diffusion: the `diffusion` config section.
+    modality: batch key of the pixels: 'image' or 'video'.
+    ema_decay: EMA decay.
+    seed: run seed; the step's key is `fold_in(key(seed), step)`.
+    rules: logical axis rules for the activation constraints traced inside.
+  """
+  model: nn.Module
+  text_module: nn.Module
+  labels: Any
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+  diffusion: Any
+  modality: str
+  ema_decay: float
+  seed: int
+  rules: Any = ()
+
+  def __call__(self, state: state_lib.TrainState, batch: dict) -> tuple[state_lib.TrainState,
+                                                                         dict]:
+    with nn.logical_axis_rules(self.rules):
+      return self._step(state, batch)
+
+  def _step(self, state, batch):
+    rng = jax.random.fold_in(jax.random.key(self.seed), state.step)
+    loss_rng, unet_rng, text_rng = jax.random.split(rng, 3)
+    x0 = to_unit_range(batch[self.modality])  # b (t) h w c
+    ids, mask = batch["text_ids"], batch["text_mask"].astype(bool)  # b L
+    text_trains = any(l == optimizer_lib.TRAIN for l in jax.tree.leaves(self.labels["text"]))
+
+    def loss_fn(params):
+      params = _freeze(params, self.labels)
+      emb = self.text_module.apply({"params": params["text"]}, ids, mask,
+                                   deterministic=not text_trains, rngs={"dropout": text_rng})
+
+      def denoise(x_t, cond, text_emb, text_mask):
+        return self.model.apply({"params": params["unet"]}, x_t, cond, text_emb, text_mask,
+                                train=True, rngs={"dropout": unet_rng})
+
+      per_example, aux = loss_lib.diffusion_loss(loss_rng, denoise, x0, emb.astype(jnp.float32),
+                                                 mask, self.diffusion)
+      return jnp.mean(per_example), aux
+
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+    stepped = optax.apply_updates(state.params, updates)
+    # Frozen leaves are taken from the old params, not `p + 0`: that would turn -0.0 into +0.0.
+    params = jax.tree.map(lambda l, new, old: old if l == optimizer_lib.FROZEN else new,
+                          self.labels, stepped, state.params)
+    ema = state_lib.ema_update(state.ema_params, params, self.ema_decay, self.labels)
+    trainable_grads = jax.tree.map(
+        lambda l, g: g if l == optimizer_lib.TRAIN else None, self.labels, grads)
+    metrics = {
+        "loss": loss,
+        "grad_norm": optax.global_norm(trainable_grads),
+        "learning_rate": self.schedule(state.step),
+        "text_dropped": jnp.mean(aux["text_dropped"].astype(jnp.float32)),
+    }
+    new_state = state_lib.TrainState(step=state.step + 1, params=params, opt_state=opt_state,
+                                     ema_params=ema)
+    return new_state, metrics
+
+
+def jit_step(step_fn: StepFn, state_shardings: Any, batch_shardings: dict,
+             mesh: jax.sharding.Mesh):
+  """`step_fn` jitted once with in/out shardings and the state donated.
+
+  Returns a callable `(state, batch) -> (state, metrics)` that traces under `mesh`, so the
+  model's logical activation constraints resolve to this mesh's axes.
+  """
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  jitted = jax.jit(step_fn, in_shardings=(state_shardings, batch_shardings),
+                   out_shardings=(state_shardings, replicated), donate_argnums=(0,))
+
+  def run(state, batch):
+    with jax.set_mesh(mesh):
+      return jitted(state, {k: batch[k] for k in batch_shardings})
+
+  run.jitted = jitted
+  return run
