@@ -1,0 +1,9 @@
+"""Applications of the video model (SPEC §5).
+
+masks.py                 conditioning video + mask builders (i2v, inpainting, outpainting,
+                         cinemagraph), random training tasks, the 7-channel model input
+conditional_sampling.py  sampling with known pixels through the 7-channel model
+expand_channels.py       zero-initialised conditioning input channels for fine-tuning
+stylize.py               spatial weight interpolation with a style-tuned T2I model
+sdedit.py                video-to-video editing (SDEdit)
+"""
