@@ -9,10 +9,29 @@ import optax
 import pytest
 
 from stunet.nn.inflate import inflate, label_params
-from stunet.nn.stunet import STUNet
+from stunet.nn.stunet import STUNet, zero_cond_channels_kernel_init
 from stunet.nn.t2i_unet import T2IUNet
 
 from tests.nn.unet_testing import example_inputs, randomize, tiny_unet_config
+
+
+def init_params(model, inputs, seed=0):
+  """Real initial values (jitted: eager init dispatches hundreds of ops one by one)."""
+  return jax.jit(model.init)(jax.random.key(seed), *inputs)["params"]
+
+
+def abstract_params(model, inputs):
+  return jax.eval_shape(model.init, jax.random.key(0), *inputs)["params"]
+
+
+@pytest.fixture(scope="module")
+def video_model(tiny_config):
+  """A tiny STUNet with random (non-zero) weights on a 2x8x8x8 video, and its jitted apply."""
+  model = STUNet(tiny_config)
+  inputs = example_inputs(2, 8, 8, 8)
+  params = randomize(abstract_params(model, inputs))
+  apply = jax.jit(lambda p, *a: model.apply({"params": p}, *a))
+  return model, params, inputs, apply
 
 
 @pytest.mark.parametrize("b,t,h,w", [(1, 4, 8, 8), (2, 8, 16, 16), (3, 12, 8, 24)])
@@ -24,76 +43,68 @@ def test_output_shape_equals_input_shape(tiny_config, b, t, h, w):
   assert out.shape == (b, t, h, w, 3)
 
 
-def test_forward_shape_and_finite_values(tiny_config):
-  model = STUNet(tiny_config)
-  inputs = example_inputs(2, 8, 8, 16)  # non-square frames
-  params = randomize(model.init(jax.random.key(0), *inputs)["params"])
-  out = jax.jit(model.apply)({"params": params}, *inputs)
-  assert out.shape == (2, 8, 8, 16, 3)
-  assert np.isfinite(np.asarray(out)).all()
+def test_forward_values_are_finite(video_model):
+  _, params, inputs, apply = video_model
+  out = apply(params, *inputs)
+  assert out.shape == (2, 8, 8, 8, 3)
+  assert np.isfinite(np.asarray(out)).all() and float(jnp.abs(out).max()) > 1e-2
 
 
 def test_t2i_accepts_images_and_videos(tiny_config):
   model = T2IUNet(tiny_config)
   x, nc, text, mask = example_inputs(2, 3, 8, 8)
-  params = randomize(model.init(jax.random.key(0), x[:, 0], nc, text, mask)["params"])
-  image_out = model.apply({"params": params}, x[:, 0], nc, text, mask)
-  video_out = model.apply({"params": params}, x, nc, text, mask)
+  params = randomize(abstract_params(model, (x[:, 0], nc, text, mask)))
+  apply = jax.jit(lambda p, *a: model.apply({"params": p}, *a))
+  image_out = apply(params, x[:, 0], nc, text, mask)
+  video_out = apply(params, x, nc, text, mask)
   assert image_out.shape == (2, 8, 8, 3)
   np.testing.assert_allclose(np.asarray(video_out[:, 0]), np.asarray(image_out), atol=1e-5)
 
 
-@pytest.mark.parametrize("attention_depth", [1, 2])
-def test_inflated_with_unit_factors_equals_t2i_per_frame(attention_depth):
+def test_inflated_with_unit_factors_equals_t2i_per_frame():
   """SPEC §2: with every temporal factor 1, the inflated model is the T2I model per frame."""
-  cfg = tiny_unet_config(temporal_factors=(1, 1), temporal_attention_depth=attention_depth,
+  cfg = tiny_unet_config(temporal_factors=(1, 1), temporal_attention_depth=2,
                          temporal_attention_levels=(-1, 1))
   x, nc, text, mask = example_inputs(2, 6, 16, 8)
   t2i, video = T2IUNet(cfg), STUNet(cfg)
-  t2i_params = randomize(t2i.init(jax.random.key(0), x[:, 0], nc, text, mask)["params"])
-  stunet_params = inflate(t2i_params, video.init(jax.random.key(1), x, nc, text, mask)["params"])
+  t2i_params = randomize(abstract_params(t2i, (x[:, 0], nc, text, mask)))
+  stunet_params = inflate(t2i_params, init_params(video, (x, nc, text, mask), seed=1))
   labels = flax.traverse_util.flatten_dict(label_params(stunet_params), sep="/")
   assert sum(v == "temporal" for v in labels.values()) > 0
 
-  out = video.apply({"params": stunet_params}, x, nc, text, mask)
+  out = jax.jit(video.apply)({"params": stunet_params}, x, nc, text, mask)
   b, t = x.shape[:2]
   # The reference: fold frames into the batch and repeat the per-example conditioning.
-  ref = t2i.apply({"params": t2i_params}, x.reshape((b * t,) + x.shape[2:]), jnp.repeat(nc, t),
-                  jnp.repeat(text, t, axis=0), jnp.repeat(mask, t, axis=0))
+  ref = jax.jit(t2i.apply)({"params": t2i_params}, x.reshape((b * t,) + x.shape[2:]),
+                           jnp.repeat(nc, t), jnp.repeat(text, t, axis=0),
+                           jnp.repeat(mask, t, axis=0))
   assert float(jnp.abs(ref).max()) > 1e-2  # random weights: a non-trivial output
   np.testing.assert_allclose(np.asarray(out), np.asarray(ref.reshape(out.shape)), atol=1e-5,
                              rtol=0)
 
 
-def test_conditioning_follows_each_example_through_temporal_resampling(tiny_config):
+def test_conditioning_follows_each_example_through_temporal_resampling(video_model):
   """Changing example 1's noise level or caption must leave example 0's output untouched."""
-  model = STUNet(tiny_config)
-  x, nc, text, mask = example_inputs(2, 8, 8, 8)
-  params = randomize(model.init(jax.random.key(0), x, nc, text, mask)["params"])
-  apply = jax.jit(lambda *a: model.apply({"params": params}, *a))
-  base = apply(x, nc, text, mask)
-  other = apply(x, nc.at[1].add(100.0), text.at[1].add(1.0), mask)
+  _, params, (x, nc, text, mask), apply = video_model
+  base = apply(params, x, nc, text, mask)
+  other = apply(params, x, nc.at[1].add(100.0), text.at[1].add(1.0), mask)
   np.testing.assert_array_equal(np.asarray(base[0]), np.asarray(other[0]))
   assert float(jnp.abs(base[1] - other[1]).max()) > 1e-3
 
 
-def test_whole_clip_receptive_field(tiny_config):
+def test_whole_clip_receptive_field(video_model):
   """The first output frame depends on the last input frame (the coarse level sees the clip)."""
-  model = STUNet(tiny_config)
-  x, nc, text, mask = example_inputs(1, 8, 8, 8)
-  params = randomize(model.init(jax.random.key(0), x, nc, text, mask)["params"])
+  model, params, (x, nc, text, mask), _ = video_model
 
   def first_frame_energy(x):
     return jnp.sum(model.apply({"params": params}, x, nc, text, mask)[:, 0] ** 2)
 
-  grad = jax.grad(first_frame_energy)(x)
+  grad = jax.jit(jax.grad(first_frame_energy))(x)
   assert float(jnp.abs(grad[:, -1]).max()) > 0
 
 
-def test_frozen_spatial_optimizer_step_changes_only_temporal_leaves(tiny_config):
-  model = STUNet(tiny_config)
-  x, nc, text, mask = example_inputs(2, 8, 8, 8)
-  params = randomize(model.init(jax.random.key(0), x, nc, text, mask)["params"])
+def test_frozen_spatial_optimizer_step_changes_only_temporal_leaves(video_model):
+  model, params, (x, nc, text, mask), _ = video_model
   labels = label_params(params)
   tx = optax.multi_transform({"temporal": optax.adam(1e-2), "spatial": optax.set_to_zero()},
                              labels)
@@ -102,7 +113,7 @@ def test_frozen_spatial_optimizer_step_changes_only_temporal_leaves(tiny_config)
   def loss(p):
     return jnp.mean(model.apply({"params": p}, x, nc, text, mask) ** 2)
 
-  grads = jax.grad(loss)(params)
+  grads = jax.jit(jax.grad(loss))(params)
   updates, _ = tx.update(grads, opt_state, params)
   new_params = optax.apply_updates(params, updates)
   flat_old = flax.traverse_util.flatten_dict(params, sep="/")
@@ -165,29 +176,34 @@ def test_conditioning_channels_start_at_zero():
   cfg = tiny_unet_config(cond_channels=4)
   model = STUNet(cfg)
   x, nc, text, mask = example_inputs(1, 8, 8, 8, c=7)
-  params = randomize(model.init(jax.random.key(0), x, nc, text, mask)["params"])
-  init_kernel = model.init(jax.random.key(3), x, nc, text, mask)["params"]["conv_in"]["kernel"]
-  assert np.all(np.asarray(init_kernel.value)[:, :, 3:] == 0)
-  params["conv_in"]["kernel"] = init_kernel.value
-  a = model.apply({"params": params}, x, nc, text, mask)
-  b = model.apply({"params": params}, x.at[..., 3:].set(5.0), nc, text, mask)
+  params = randomize(abstract_params(model, (x, nc, text, mask)))
+  init_kernel = zero_cond_channels_kernel_init(3)(jax.random.key(0), (3, 3, 7, 16))
+  assert np.all(np.asarray(init_kernel)[:, :, 3:] == 0)
+  assert np.all(np.asarray(init_kernel)[:, :, :3] != 0)
+  params["conv_in"]["kernel"] = init_kernel
+  apply = jax.jit(lambda *a: model.apply({"params": params}, *a))
+  a = apply(x, nc, text, mask)
+  b = apply(x.at[..., 3:].set(5.0), nc, text, mask)
   np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_remat_and_bfloat16_compute_keep_the_function(tiny_config):
-  x, nc, text, mask = example_inputs(1, 8, 8, 8)
-  model = STUNet(tiny_config)
-  params = randomize(model.init(jax.random.key(0), x, nc, text, mask)["params"])
+def test_remat_keeps_the_gradients(video_model):
+  model, params, (x, nc, text, mask), _ = video_model
 
   def loss(m, p):
     return jnp.mean(m.apply({"params": p}, x, nc, text, mask) ** 2)
 
-  g = jax.grad(lambda p: loss(model, p))(params)
-  g_remat = jax.grad(lambda p: loss(STUNet(tiny_unet_config(remat=True)), p))(params)
+  g = jax.jit(jax.grad(lambda p: loss(model, p)))(params)
+  g_remat = jax.jit(jax.grad(lambda p: loss(STUNet(tiny_unet_config(remat=True)), p)))(params)
   for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_remat)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-4)
-  out32 = model.apply({"params": params}, x, nc, text, mask)
-  out16 = STUNet(tiny_unet_config(dtype="bfloat16")).apply({"params": params}, x, nc, text, mask)
+
+
+def test_bfloat16_compute_stays_close_to_float32(video_model):
+  model, params, (x, nc, text, mask), apply = video_model
+  out32 = apply(params, x, nc, text, mask)
+  bf16 = STUNet(tiny_unet_config(dtype="bfloat16"))
+  out16 = jax.jit(bf16.apply)({"params": params}, x, nc, text, mask)
   assert out16.dtype == jnp.float32
   rel = float(jnp.linalg.norm(out16 - out32) / jnp.linalg.norm(out32))
   assert rel < 0.05

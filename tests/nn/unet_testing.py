@@ -3,6 +3,7 @@
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from stunet.nn.config import UNetConfig
 
@@ -29,10 +30,14 @@ def example_inputs(b=2, t=8, h=16, w=16, c=3, seed=0):
 
 
 def randomize(params, seed=1, scale=0.2):
-  """Replaces every leaf with random values: zero-initialised outputs would hide wiring bugs."""
+  """Replaces every leaf with random values: zero-initialised outputs would hide wiring bugs.
+
+  Accepts concrete or abstract (`jax.eval_shape`) params, so tests need not compile `init`.
+  Values come from numpy: one eager jax.random call per leaf shape would compile each.
+  """
   leaves, treedef = jax.tree.flatten(nn.unbox(params))
-  keys = jax.random.split(jax.random.key(seed), len(leaves))
-  return jax.tree.unflatten(
-      treedef, [scale * jax.random.normal(k, l.shape, l.dtype) for k, l in zip(keys, leaves)])
+  rng = np.random.default_rng(seed)
+  return jax.tree.unflatten(treedef, [
+      jnp.asarray(scale * rng.standard_normal(l.shape), l.dtype) for l in leaves])
 
 
