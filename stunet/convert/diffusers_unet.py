@@ -96,6 +96,9 @@ _READ_KEYS = frozenset({
 # diffusers UNet2DConditionModel defaults for keys an older config.json may omit.
 _DEFAULTS = {
     "in_channels": 4, "out_channels": 4, "flip_sin_to_cos": True, "freq_shift": 0,
+    "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    "block_out_channels": (320, 640, 1280, 1280),
     "mid_block_type": _SD_MID, "only_cross_attention": False, "layers_per_block": 2,
     "downsample_padding": 1, "act_fn": "silu", "norm_num_groups": 32, "norm_eps": 1e-5,
     "cross_attention_dim": 1280, "transformer_layers_per_block": 1, "encoder_hid_dim": None,

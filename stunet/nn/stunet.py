@@ -13,6 +13,11 @@ temporal layers of `stunet.nn.temporal` are interleaved:
 module's name starts with "temporal", which is how `stunet.nn.inflate.label_params` tells
 the trainable temporal weights from the frozen spatial ones. Spatial module names and their
 nesting are identical with and without inflation, so T2I parameters drop into place.
+
+The spatial units are SD-style (`stunet.nn.blocks`: transformers, conv resamplers) or, with
+`model.spatial_attention="added_kv"` / `model.resample="resnet"`, DeepFloyd-IF-style
+(`stunet.nn.if_blocks`; `downsample` / `upsample` are then res blocks); the temporal layers
+are inserted the same way around either.
 """
 
 from __future__ import annotations
