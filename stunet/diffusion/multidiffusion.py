@@ -12,10 +12,11 @@ per-window updated latents ``Psi(J_i)``: a DDIM or DDPM step is affine in the pr
 coefficients that depend only on the noise level, the current ``x_t`` is shared by every window
 covering a frame, and so is the step noise (drawn once for the whole clip); an affine map with
 shared inputs commutes with an average whose weights sum to one. A test checks this against an
-explicit per-window-update reference. Two deliberate exceptions: thresholding (static/dynamic)
-acts on the averaged ``x0`` of the whole clip, so one dynamic-threshold scale serves all
-windows rather than one per window (**choice**: per-window scales would themselves create
-seams); and classifier-free guidance is linear, so it commutes with the average too.
+explicit per-window-update reference. Classifier-free guidance is linear in the predictions,
+so it commutes with the average as well. The one deliberate difference is thresholding
+(static/dynamic), which acts on the averaged ``x0`` of the whole clip, so one dynamic-threshold
+scale serves all windows rather than one per window (**choice**: per-window scales would
+themselves differ across a boundary and create seams).
 
 "Independent windows" (`sample_independent`) samples every window on its own and stitches the
 results, each frame taken from the window whose centre is nearest: the baseline whose seams

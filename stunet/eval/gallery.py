@@ -123,8 +123,10 @@ def _entry_html(entry: SampleEntry) -> str:
 <h2>{html.escape(entry.name)}</h2>
 {media}
 <p class="prompt">{html.escape(entry.prompt)}</p>
-<p>seed {entry.seed} · {links} · <a href="{_href(entry.contact_sheet)}">frames</a> · <a href="{_href(entry.metadata)}">json</a></p>
-<figure><img class="xt" src="{_href(entry.xt_slice)}" alt="XT slice of {alt}"><figcaption>XT slice (time runs down)</figcaption></figure>
+<p>seed {entry.seed} · {links} · <a href="{_href(entry.contact_sheet)}">frames</a>
+ · <a href="{_href(entry.metadata)}">json</a></p>
+<figure><img class="xt" src="{_href(entry.xt_slice)}" alt="XT slice of {alt}">
+<figcaption>XT slice (time runs down)</figcaption></figure>
 <table>{settings}</table>
 </div>"""
 

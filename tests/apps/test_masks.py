@@ -96,12 +96,13 @@ def test_builder_errors(fn, args, match):
 def test_random_task_draws_every_task_with_its_layout():
   b = 64
   video = jax.random.uniform(jax.random.key(3), (b, T, H, W, 3), minval=-1, maxval=1)
-  target, cond, mask, task = jax.jit(masks.random_task)(jax.random.key(0), video)
-  task = np.asarray(task)
+  target, cond, mask, task = (np.asarray(a) for a in
+                               jax.jit(masks.random_task)(jax.random.key(0), video))
+  video = np.asarray(video)
   assert set(task.tolist()) == {0, 1, 2, 3}
   for i in range(b):
     m = np.asarray(mask[i, ..., 0])
-    np.testing.assert_array_equal(cond[i], np.asarray(target[i]) * m[..., None])
+    np.testing.assert_array_equal(cond[i], target[i] * m[..., None])
     name = masks.TASKS[task[i]]
     if name == "image_to_video":
       assert m[0].all() and not m[1:].any()
@@ -113,11 +114,12 @@ def test_random_task_draws_every_task_with_its_layout():
       assert m[0].all() and (m[1:] == m[1]).all() and not m[1].all()
       # Known pixels of the target stay the still frame.
       known = m[1:].astype(bool)
-      np.testing.assert_array_equal(np.asarray(target[i, 1:])[known],
+      np.testing.assert_array_equal(target[i, 1:][known],
                                     np.broadcast_to(video[i, 0], (T - 1, H, W, 3))[known])
     if name != "cinemagraph":
       np.testing.assert_array_equal(target[i], video[i])
-  _, _, _, only = masks.random_task(jax.random.key(1), video, tasks=("inpainting",))
+  _, _, _, only = masks.random_task(jax.random.key(1), jnp.asarray(video),
+                                    tasks=("inpainting",))
   assert set(np.asarray(only).tolist()) == {1}
   with pytest.raises(ValueError, match="non-empty subset"):
-    masks.random_task(jax.random.key(1), video, tasks=("deblur",))
+    masks.random_task(jax.random.key(1), jnp.asarray(video), tasks=("deblur",))

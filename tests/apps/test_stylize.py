@@ -10,7 +10,7 @@ from stunet.apps import stylize
 from stunet.nn import inflate
 from stunet.nn.stunet import STUNet
 from stunet.nn.t2i_unet import T2IUNet
-from tests.nn.unet_testing import example_inputs, randomize, tiny_unet_config
+from tests.nn.unet_testing import example_inputs, tiny_unet_config
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +21,12 @@ def trees():
   key = jax.random.key(0)
   video_shapes = jax.eval_shape(lambda: STUNet(config).init(key, x, noise_cond, text, mask))
   t2i_shapes = jax.eval_shape(lambda: T2IUNet(config).init(key, x, noise_cond, text, mask))
-  base = video_shapes["params"]
-  base = jax.tree.map(lambda box, v: box.replace_boxed(v), base,
-                      randomize(base, seed=1), is_leaf=lambda l: isinstance(l, nn.Partitioned))
-  style = randomize(t2i_shapes["params"], seed=2)
+  rng = np.random.default_rng(0)
+  # Random values everywhere (zero-initialised leaves would hide a mixed-up path).
+  fill = lambda s: rng.normal(size=s.shape).astype(s.dtype)
+  base = jax.tree.map(lambda box: box.replace_boxed(fill(box.value)), video_shapes["params"],
+                      is_leaf=lambda l: isinstance(l, nn.Partitioned))
+  style = jax.tree.map(fill, nn.unbox(t2i_shapes["params"]))
   return base, style
 
 
@@ -40,8 +42,9 @@ def test_alpha_zero_is_the_base_bit_for_bit(trees):
   base, style = trees
   out = stylize.interpolate_spatial(base, style, 0.0)
   assert jax.tree.structure(out) == jax.tree.structure(base)
+  flat_out = _flat(out)
   for k, v in _flat(base).items():
-    np.testing.assert_array_equal(_flat(out)[k], v)
+    np.testing.assert_array_equal(flat_out[k], v)
 
 
 def test_alpha_one_is_style_spatial_and_base_temporal(trees):
