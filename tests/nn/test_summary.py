@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +13,8 @@ import pytest
 from stunet.nn import summary
 from stunet.nn.config import UNetConfig
 from stunet.nn.stunet import STUNet
+
+from tests.nn.unet_testing import randomize
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = ("tiny", "demo", "base", "paper")
@@ -81,7 +82,7 @@ def test_jit_and_grad_at_config_size(name):
   nc = jnp.array([500.0])
   text = jax.random.normal(jax.random.key(1), (1, config.text.max_length, config.text.width))
   mask = jnp.ones((1, config.text.max_length), bool)
-  params = nn.unbox(model.init(jax.random.key(2), x, nc, text, mask)["params"])
+  params = randomize(jax.eval_shape(model.init, jax.random.key(2), x, nc, text, mask)["params"])
 
   @jax.jit
   def loss_and_grad(p):
