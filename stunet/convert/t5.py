@@ -182,6 +182,16 @@ def convert_t5_encoder(tensors: CheckpointTensors, config: T5Config,
   return {"params": params}
 
 
+def read_t5_config(model_dir: str, extra_ignored_keys: Iterable[str] = ()) -> T5Config:
+  """The ``T5Config`` of a local HF T5 directory (reads only ``config.json``)."""
+  config_path = os.path.join(model_dir, "config.json")
+  if not os.path.isfile(config_path):
+    raise FileNotFoundError(f"No config.json in {model_dir!r}: expected a HF T5 model "
+                            "directory (config.json + model.safetensors).")
+  with open(config_path, encoding="utf-8") as f:
+    return t5_config_from_hf(json.load(f), extra_ignored_keys)
+
+
 def load_t5_encoder(model_dir: str, param_dtype: Any = np.float32,
                     extra_ignored_keys: Iterable[str] = ()
                     ) -> tuple[T5Config, dict[str, Any]]:
@@ -199,12 +209,7 @@ def load_t5_encoder_with_report(model_dir: str, param_dtype: Any = np.float32,
                                 extra_ignored_keys: Iterable[str] = ()
                                 ) -> tuple[T5Config, dict[str, Any], list[IgnoredGroup]]:
   """Like ``load_t5_encoder``, also returning the groups of ignored tensors."""
-  config_path = os.path.join(model_dir, "config.json")
-  if not os.path.isfile(config_path):
-    raise FileNotFoundError(f"No config.json in {model_dir!r}: expected a HF T5 model "
-                            "directory (config.json + model.safetensors).")
-  with open(config_path, encoding="utf-8") as f:
-    config = t5_config_from_hf(json.load(f), extra_ignored_keys)
+  config = read_t5_config(model_dir, extra_ignored_keys)
   tensors = CheckpointTensors.from_directory(model_dir)
   variables = convert_t5_encoder(tensors, config, param_dtype)
   return config, variables, tensors.ignored

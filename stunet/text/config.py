@@ -26,6 +26,9 @@ def text_config() -> ml_collections.ConfigDict:
   c.heads = 4
   c.mlp_ratio = 4
   c.dropout_rate = 0.0
+  # Pre-trained T5 ('t5'): local Hugging Face directories (nothing is downloaded).
+  c.t5_dir = ""  # T5EncoderModel / T5ForConditionalGeneration: config.json + safetensors
+  c.t5_tokenizer = ""  # spiece.model or its directory; "" = text.t5_dir
   # Frozen encoders: LRU cache of caption embeddings on the host (0 = no cache).
   c.cache_size = 100_000
   return c

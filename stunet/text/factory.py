@@ -26,10 +26,51 @@ def _bytes_transformer(config: ml_collections.ConfigDict):
   return tokenizer, module
 
 
+def _t5_dir(config: ml_collections.ConfigDict) -> str:
+  if not config.t5_dir:
+    raise ValueError("text.kind='t5' needs text.t5_dir: a local Hugging Face T5EncoderModel (or "
+                     "T5ForConditionalGeneration) directory with config.json and safetensors.")
+  return config.t5_dir
+
+
+def _t5(config: ml_collections.ConfigDict):
+  # Imported here: sentencepiece is an optional dependency needed only for this kind.
+  from stunet.convert import t5 as t5_convert  # pylint: disable=g-import-not-at-top
+  from stunet.text import sentencepiece_tokenizer  # pylint: disable=g-import-not-at-top
+  from stunet.text import t5  # pylint: disable=g-import-not-at-top
+  model_dir = _t5_dir(config)
+  t5_config = t5_convert.read_t5_config(model_dir)
+  tokenizer = sentencepiece_tokenizer.SentencePieceTokenizer(
+      config.t5_tokenizer or model_dir, max_length=config.max_length)
+  if tokenizer.vocab_size > t5_config.vocab_size:
+    raise ValueError(f"The tokenizer at {config.t5_tokenizer or model_dir} has "
+                     f"{tokenizer.vocab_size} ids but the T5 encoder at {model_dir} only "
+                     f"{t5_config.vocab_size} embeddings (text.t5_tokenizer / text.t5_dir).")
+  return tokenizer, t5.T5Encoder(t5_config, name="text_encoder")
+
+
 BUILDERS: dict[str, Callable[[ml_collections.ConfigDict],
                              tuple[interface.Tokenizer, nn.Module]]] = {
     "bytes_transformer": _bytes_transformer,
+    "t5": _t5,
 }
+
+# Kinds whose weights come from a checkpoint on disk rather than from training.
+PRETRAINED_LOADERS: dict[str, Callable[[ml_collections.ConfigDict], dict]] = {
+    "t5": lambda config: _load_t5_variables(config),
+}
+
+
+def _load_t5_variables(config: ml_collections.ConfigDict) -> dict:
+  from stunet.convert import t5 as t5_convert  # pylint: disable=g-import-not-at-top
+  return t5_convert.load_t5_encoder(_t5_dir(config))[1]
+
+
+def load_pretrained_text_variables(config: ml_collections.ConfigDict) -> dict | None:
+  """The frozen pre-trained encoder's variables for ``config.text``, or None when it trains."""
+  config_lib.validate(config)
+  loader = PRETRAINED_LOADERS.get(config.kind)
+  return loader(config) if loader else None
 
 
 def make_text_encoder(
