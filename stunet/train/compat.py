@@ -18,7 +18,7 @@ import ml_collections
 SECTIONS = ("model", "text", "diffusion", "data")
 # Speed / location only: same examples in the same order whatever their values.
 IGNORED = ("data.data_dir", "data.read_threads", "data.worker_count", "data.prefetch_batches",
-           "text.cache_size")
+           "text.cache_size", "text.on_truncation")
 
 
 class ConfigMismatchError(ValueError):
@@ -66,6 +66,9 @@ def check_resume(saved: dict[str, Any], current: dict[str, Any], where: str,
 
   Returns the differences (empty when compatible) so the caller can log an allowed change.
   """
+  # Fields ignored now may have been compared when the checkpoint was written.
+  saved = {k: v for k, v in saved.items() if k not in IGNORED}
+  current = {k: v for k, v in current.items() if k not in IGNORED}
   diff = differences(saved, current)
   if diff and not allow_change:
     raise ConfigMismatchError(

@@ -19,12 +19,17 @@ FROZEN = "frozen"
 
 
 def learning_rate_schedule(optim_config, num_steps: int, peak_lr: float) -> optax.Schedule:
-  """Linear warmup to `peak_lr`, then cosine decay to `end_lr_fraction * peak_lr`."""
+  """Linear warmup to `peak_lr`, then cosine decay to `end_lr_fraction * peak_lr`.
+
+  Indexed by the number of updates already applied; update `k` (from 0) uses the schedule at
+  `k + 1`, so the first update is not a wasted zero-learning-rate step.
+  """
   warmup = min(optim_config.warmup_steps, num_steps)
   decay = optim_config.decay_steps or num_steps
-  return optax.warmup_cosine_decay_schedule(
+  base = optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=peak_lr, warmup_steps=warmup,
       decay_steps=max(decay, warmup + 1), end_value=optim_config.end_lr_fraction * peak_lr)
+  return lambda count: base(count + 1)
 
 
 def _decay_mask(params: Any) -> Any:

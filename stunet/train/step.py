@@ -96,7 +96,7 @@ class StepFn:
         lambda l, g: g if l == optimizer_lib.TRAIN else None, self.labels, grads)
     metrics = {
         "loss": loss,
-        "grad_norm": optax.global_norm(trainable_grads),
+        "grad_norm": optax.tree.norm(trainable_grads),
         "learning_rate": self.schedule(state.step),
         "text_dropped": jnp.mean(aux["text_dropped"].astype(jnp.float32)),
     }

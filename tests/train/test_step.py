@@ -1,0 +1,166 @@
+"""The train step: sharding invariance, learning, frozen leaves, EMA, cross-mesh restore.
+
+One tiny T2I setup is compiled on a 1-device and on a 2x4 (data, fsdp) mesh and shared by the
+tests of this module.
+"""
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
+import numpy as np
+import pytest
+
+from stunet.data import global_batch
+from stunet.parallel import mesh as mesh_lib
+from stunet.train import build
+from stunet.train import checkpoint
+from stunet.train import optimizer
+from stunet.train import stages
+from stunet.train import state as state_lib
+from stunet.train import step as step_lib
+from tests.train.conftest import fixed_batch
+from tests.train.conftest import tiny_config
+
+
+class Run:
+  """A stage's sharded state and jitted step on one mesh."""
+
+  def __init__(self, config, stage_name, devices, parent=None):
+    self.config = config
+    self.setup = build.build_stage(config, stages.get_stage(stage_name))
+    self.mesh = mesh_lib.make_mesh(config.mesh, devices)
+    self.rules = config.mesh.rules
+    self.state, self.shardings = state_lib.create_sharded_state(
+        self.setup.boxed_init, self.mesh, self.rules, jax.random.key(0), parent)
+    self.batch_sharding = global_batch.batch_sharding(self.mesh, config.data.batch_axes)
+    keys = (self.setup.stage.modality, "text_ids", "text_mask")
+    self.step = step_lib.jit_step(self.setup.step_fn(), self.shardings,
+                                  {k: self.batch_sharding for k in keys}, self.mesh)
+
+  def put(self, batch):
+    return {k: jax.device_put(v, self.batch_sharding) for k, v in batch.items()}
+
+
+@pytest.fixture(scope="module")
+def one_device():
+  return Run(tiny_config(), "t2i", jax.devices()[:1])
+
+
+@pytest.fixture(scope="module")
+def eight_devices():
+  return Run(tiny_config(mesh_shape=(2, 4, 1)), "t2i", jax.devices())
+
+
+@pytest.fixture(scope="module")
+def image_batch(one_device):
+  return fixed_batch(one_device.setup.tokenizer, "image", one_device.setup.example_shape)
+
+
+def _host(tree):
+  return jax.tree.map(np.asarray, jax.device_get(tree))
+
+
+def test_one_step_same_on_one_and_eight_devices(one_device, eight_devices, image_batch):
+  s1, s8 = _host(one_device.state), _host(eight_devices.state)
+  jax.tree.map(np.testing.assert_array_equal, s1.params, s8.params)  # same init
+  new1, m1 = one_device.step(one_device.state, one_device.put(image_batch))
+  new8, m8 = eight_devices.step(eight_devices.state, eight_devices.put(image_batch))
+  eight_devices.state = new8  # the old state was donated
+  one_device.state = new1
+  np.testing.assert_allclose(float(m1["loss"]), float(m8["loss"]), rtol=1e-5, atol=1e-6)
+  p1, p8 = _host(new1.params), _host(new8.params)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), p1, p8)
+  assert int(new8.step) == 1
+  # The params moved (a step with a zero learning rate would pass the check above trivially).
+  assert any(not np.array_equal(a, b) for a, b in
+             zip(jax.tree.leaves(s1.params), jax.tree.leaves(p1)))
+
+
+def test_shardings_follow_the_rules(eight_devices, image_batch):
+  unet = eight_devices.state.params["unet"]
+  assert unet["conv_in"]["kernel"].sharding.spec == P(None, None, None, "fsdp")  # 16 / 4
+  assert unet["conv_in"]["bias"].sharding.spec == P("fsdp")
+  assert unet["conv_out"]["kernel"].shape[-1] == 3
+  assert unet["conv_out"]["kernel"].sharding.spec == P(None, None, None, None)  # 3 % 4
+  text = eight_devices.state.params["text"]
+  assert text["token_embedding"]["embedding"].sharding.spec == P(None, "fsdp")  # vocab, embed
+  # Adam moments and EMA are laid out like their parameters.
+  mu = [x for x in jax.tree.leaves(eight_devices.state.opt_state)
+        if getattr(x, "shape", None) == unet["conv_in"]["kernel"].shape]
+  assert mu and all(x.sharding.spec == P(None, None, None, "fsdp") for x in mu)
+  assert (eight_devices.state.ema_params["unet"]["conv_in"]["kernel"].sharding.spec
+          == P(None, None, None, "fsdp"))
+  batch = eight_devices.put(image_batch)
+  assert batch["image"].sharding.spec == P(("data", "fsdp"))
+  assert batch["image"].addressable_shards[0].data.shape == (1, 16, 16, 3)
+
+
+def test_overfits_a_fixed_batch(one_device, image_batch):
+  batch = one_device.put(image_batch)
+  state, losses = one_device.state, []
+  for _ in range(299):  # the schedule has 300 steps; one was taken by the first test
+    state, metrics = one_device.step(state, batch)
+    losses.append(metrics["loss"])
+  one_device.state = state
+  losses = np.asarray(jax.device_get(losses))
+  first, last = losses[:20].mean(), losses[-20:].mean()
+  assert np.isfinite(losses).all()
+  assert first / last >= 5.0, (first, last)
+
+
+def test_restore_from_eight_onto_four_devices(eight_devices, tmp_path):
+  ckpt = checkpoint.Checkpointer(str(tmp_path / "ckpt"), eight_devices.config.ckpt)
+  ckpt.save(1, eight_devices.state, None, {"step": 1})
+  ckpt.wait()
+  config4 = tiny_config(mesh_shape=(2, 2, 1))
+  mesh4 = mesh_lib.make_mesh(config4.mesh, jax.devices()[:4])
+  setup = build.build_stage(config4, stages.get_stage("t2i"))
+  target = state_lib.abstract_state(setup.boxed_init, mesh4, config4.mesh.rules,
+                                    jax.random.key(0))
+  restored = ckpt.restore(1, target)
+  ckpt.close()
+  kernel = restored.params["unet"]["conv_in"]["kernel"]
+  assert kernel.sharding.mesh.devices.size == 4
+  assert kernel.sharding.spec == P(None, None, None, "fsdp")
+  assert int(restored.step) == 1
+  jax.tree.map(np.testing.assert_array_equal, _host(eight_devices.state), _host(restored))
+
+
+def test_video_stage_freezes_spatial_and_text_and_ema_follows_formula(one_device):
+  config = tiny_config(num_steps=20)
+  parent = one_device.state.ema_params  # the trained T2I weights
+  run = Run(config, "video", jax.devices()[:1], parent=parent)
+  labels = run.setup.labels
+  batch = run.put(fixed_batch(run.setup.tokenizer, "video", run.setup.example_shape))
+  start = _host(run.state)
+  # Inflation copied the T2I weights.
+  np.testing.assert_array_equal(start.params["unet"]["conv_in"]["kernel"],
+                                np.asarray(parent["unet"]["conv_in"]["kernel"]))
+  # Frozen leaves carry no optimiser state: Adam holds exactly two moments per trainable leaf.
+  n_train = sum(l == optimizer.TRAIN for l in jax.tree.leaves(labels))
+  n_frozen = sum(l == optimizer.FROZEN for l in jax.tree.leaves(labels))
+  assert n_train > 0 and n_frozen > 0
+  assert all(l == optimizer.FROZEN for l in jax.tree.leaves(labels["text"]))
+  param_shaped = [x for x in jax.tree.leaves(run.state.opt_state) if np.ndim(x) > 0]
+  assert len(param_shaped) == 2 * n_train
+
+  state, prev = run.state, start
+  for _ in range(3):
+    state, _ = run.step(state, batch)
+    now = _host(state)
+    decay = config.optim.ema_decay
+    for label, e0, p1, e1 in zip(jax.tree.leaves(labels), jax.tree.leaves(prev.ema_params),
+                                 jax.tree.leaves(now.params), jax.tree.leaves(now.ema_params)):
+      if label == optimizer.TRAIN:
+        np.testing.assert_allclose(e1, decay * e0 + (1 - decay) * p1, rtol=1e-6, atol=1e-7)
+      else:
+        np.testing.assert_array_equal(e1, e0)
+    prev = now
+  moved = 0
+  for label, a, b in zip(jax.tree.leaves(labels), jax.tree.leaves(start.params),
+                         jax.tree.leaves(now.params)):
+    if label == optimizer.FROZEN:
+      assert a.tobytes() == b.tobytes()  # bitwise
+    else:
+      moved += not np.array_equal(a, b)
+  assert moved > 0
