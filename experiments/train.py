@@ -35,12 +35,13 @@ def main(argv):
     jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
   if _MULTIHOST.value:
     jax.distributed.initialize()
+  from stunet.train import compat
   from stunet.train import loop
 
   try:
     results = loop.train(_CONFIG.value, _WORKDIR.value,
                          allow_config_change=_ALLOW_CONFIG_CHANGE.value)
-  except (loop.NonFiniteLossError, ValueError, FileNotFoundError) as e:
+  except (loop.NonFiniteLossError, compat.ConfigMismatchError, FileNotFoundError) as e:
     logging.error("%s", e)
     raise SystemExit(f"error: {e}") from None
   for r in results:

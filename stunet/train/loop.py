@@ -127,8 +127,16 @@ class _Pending:
 
 
 def run_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage, workdir: str, *,
-              mesh: jax.sharding.Mesh, allow_config_change: bool = False) -> StageResult:
-  """Trains (or resumes) one stage to `optim.num_steps` (after per-stage overrides)."""
+              mesh: jax.sharding.Mesh, allow_config_change: bool = False,
+              watcher: preemption_lib.PreemptionWatcher | None = None) -> StageResult:
+  """Trains (or resumes) one stage to `optim.num_steps` (after per-stage overrides).
+
+  `watcher` reports SIGTERM; without one, a watcher is installed for this stage only.
+  """
+  if watcher is None:
+    with preemption_lib.PreemptionWatcher() as own:
+      return run_stage(config, stage, workdir, mesh=mesh,
+                       allow_config_change=allow_config_change, watcher=own)
   setup = build_lib.build_stage(config, stage)
   c = setup.config
   stage_dir = os.path.join(os.path.abspath(workdir), stage.name)
@@ -200,24 +208,23 @@ def run_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage, workdi
   step = start
   preempted = False
   try:
-    with preemption_lib.PreemptionWatcher() as watcher:
-      while step < num_steps:
-        batch = next(data_iter)
-        state, metrics = train_step(state, batch)
-        step += 1
-        pending.add(step, metrics)
-        preempted = watcher.requested()
-        save = step % c.ckpt.every_steps == 0 or step == num_steps or preempted
-        if save or step % c.log.every_steps == 0:
-          flush()  # raises NonFiniteLossError before a bad state is saved
-        if save:
-          ckpt.save(step, state, data_iter, meta(step))
-          last_saved = step
-        if c.log.sample_every_steps and step % c.log.sample_every_steps == 0:
-          write_samples(step, state)
-        if preempted:
-          logging.warning("stage %s: SIGTERM; saved step %d, exiting", stage.name, step)
-          break
+    while step < num_steps:
+      batch = next(data_iter)
+      state, metrics = train_step(state, batch)
+      step += 1
+      pending.add(step, metrics)
+      preempted = watcher.requested()
+      save = step % c.ckpt.every_steps == 0 or step == num_steps or preempted
+      if save or step % c.log.every_steps == 0:
+        flush()  # raises NonFiniteLossError before a bad state is saved
+      if save:
+        ckpt.save(step, state, data_iter, meta(step))
+        last_saved = step
+      if c.log.sample_every_steps and step % c.log.sample_every_steps == 0:
+        write_samples(step, state)
+      if preempted:
+        logging.warning("stage %s: SIGTERM; saved step %d, exiting", stage.name, step)
+        break
   except NonFiniteLossError as e:
     ckpt.wait()
     ckpt.close()
@@ -241,10 +248,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   stages = stages_lib.parse_stages(config.stages)
   mesh = mesh_lib.make_mesh(config.mesh) if mesh is None else mesh
   results = []
-  for stage in stages:
-    result = run_stage(config, stage, workdir, mesh=mesh,
-                       allow_config_change=allow_config_change)
-    results.append(result)
-    if result.preempted:
-      break
+  # One watcher for the whole run: a SIGTERM while a stage is compiling or between stages
+  # is honoured at the next step boundary instead of killing the process.
+  with preemption_lib.PreemptionWatcher() as watcher:
+    for stage in stages:
+      result = run_stage(config, stage, workdir, mesh=mesh,
+                         allow_config_change=allow_config_change, watcher=watcher)
+      results.append(result)
+      if result.preempted or watcher.requested():
+        break
   return results
