@@ -29,6 +29,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    # orbax logs every checkpoint file operation at INFO; --verbosity=0 shows them.
+    logging.set_verbosity(logging.WARNING)
   import jax  # after flag parsing: the device count must be set before JAX initialises
   if _CPU_DEVICES.value:
     jax.config.update("jax_platforms", "cpu")
