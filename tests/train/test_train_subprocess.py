@@ -1,7 +1,7 @@
 """End-to-end runs of `experiments.train` in subprocesses: exact resume after SIGKILL,
 SIGTERM preemption, NaN stop, refused incompatible resume.
 
-Each run is the tiny config's t2i stage on 2 CPU devices, 12 steps, checkpoints every 4. The
+Each run is the test model's t2i stage (tests/train/conftest.py) on 2 CPU devices, 12 steps, checkpoints every 4. The
 runs share a persistent compilation cache, so only the first one compiles the step.
 """
 
@@ -23,6 +23,7 @@ from stunet.train import checkpoint
 from stunet.train import metrics
 from stunet.train import stages
 from stunet.train import state as state_lib
+from tests.train.conftest import MODEL_FLAGS
 from tests.train.conftest import tiny_config
 
 pytestmark = pytest.mark.slow
@@ -37,7 +38,7 @@ def _command(workdir, data_dir, *extra):
           "--config.stages=t2i", "--config.log.num_samples=0", "--config.log.every_steps=1",
           f"--config.ckpt.every_steps={EVERY}", "--config.ckpt.keep_last=10",
           f"--config.stage.t2i.num_steps={STEPS}", "--config.log.progress_bar=False",
-          "--config.text.on_truncation=silent", *extra]
+          "--config.text.on_truncation=silent", *MODEL_FLAGS, *extra]
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def _losses(workdir):
 
 
 def _restore(workdir, step):
-  config = tiny_config()
+  config = tiny_config(two_levels=True)
   config.mesh.shape = (1, 1, 1)
   mesh = mesh_lib.make_mesh(config.mesh, jax.devices()[:1])
   setup = build.build_stage(config, stages.get_stage("t2i"))
