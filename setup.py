@@ -15,6 +15,9 @@ CORE = [
     "absl-py>=2.1",
     "tqdm>=4.66",
     "pillow>=10.0",
+    "scipy>=1.11",
+    # TensorBoard event files without TensorFlow.
+    "tensorboardX>=2.6",
 ]
 
 EXTRAS = {
