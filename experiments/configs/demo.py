@@ -17,7 +17,8 @@ def get_config(arg=None):
       attention_levels=(False, True, True), num_heads=(2, 2, 2), mid_num_heads=2,
       norm_groups=8, temporal_factors=(2, 2), temporal_attention_heads=4,
       temporal_attention_depth=1))
-  c.text.update(dict(max_length=48, width=64, depth=2, heads=2))
+  # Captions of shapes_video are at most ~116 bytes: keep them whole.
+  c.text.update(dict(max_length=128, width=64, depth=2, heads=2))
   c.diffusion.sample_steps = 32
   c.optim.update(dict(num_steps=1000, warmup_steps=50, learning_rate=5e-4))
   return c

@@ -14,7 +14,8 @@ def get_config(arg=None):
       attention_levels=(False, True, True), num_heads=(2, 2, 2), mid_num_heads=2,
       norm_groups=4, temporal_factors=(2, 2), temporal_attention_heads=2,
       temporal_attention_depth=1))
-  c.text.update(dict(max_length=32, width=32, depth=1, heads=2))
+  # Captions of shapes_video are at most ~116 bytes: keep them whole.
+  c.text.update(dict(max_length=128, width=32, depth=1, heads=2))
   c.diffusion.sample_steps = 8
   c.optim.update(dict(num_steps=20, warmup_steps=2, learning_rate=1e-3))
   c.ckpt.every_steps = 10
