@@ -20,6 +20,6 @@ def get_config(arg=None):
       attention_levels=(False, False, True, True, True), head_dim=64, norm_groups=32,
       temporal_factors=(2, 2, 2, 2), temporal_attention_heads=8, temporal_attention_depth=2,
       dtype="bfloat16", remat=True))
-  c.text.update(dict(max_length=64, width=512, depth=6, heads=8))
+  c.text.update(dict(max_length=128, width=512, depth=6, heads=8))
   c.optim.update(dict(num_steps=200_000, warmup_steps=5000, learning_rate=1e-4))
   return c
