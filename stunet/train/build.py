@@ -5,6 +5,11 @@ sections, so everything downstream (data pipeline, optimiser, `config.json`, the
 check) sees the values the stage really uses. `build_stage` returns a `StageSetup` holding the
 modules, the parameter labels, the optimiser and a boxed initialiser for
 `state.create_sharded_state`.
+
+A pre-trained text encoder (`text.kind='t5'`) is frozen in every stage: its leaves are
+labelled FROZEN (no optimiser state, no update), and `StageSetup.create_state` places its
+weights into a fresh state after the state is created, so the jitted initialiser never
+closes over the encoder's (possibly many GB of) host arrays.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from stunet.diffusion import config as diffusion_config_lib
@@ -60,6 +67,7 @@ class StageSetup:
   tx: optax.GradientTransformation
   init_params: Callable[[jax.Array], Any]  # key -> boxed {'unet', 'text'} params
   example_shape: tuple[int, ...]  # pixels of one example: (h, w, 3) or (t, h, w, 3)
+  text_pretrained: bool  # the text encoder's weights come from disk and stay frozen
 
   def boxed_init(self, rng: jax.Array, parent_params: Any = None) -> state_lib.TrainState:
     """Fresh boxed state; with `parent_params`, started from the parent stage's weights."""
@@ -67,6 +75,42 @@ class StageSetup:
     if parent_params is not None:
       params = self.stage.from_parent(parent_params, params)
     return state_lib.init_state(params, self.tx)
+
+  def create_state(self, mesh: jax.sharding.Mesh, rng: jax.Array, parent_params: Any = None
+                   ) -> tuple[state_lib.TrainState, state_lib.TrainState]:
+    """`(state, shardings)` of a fresh state on `mesh` (see `state.create_sharded_state`).
+
+    Without a parent, a pre-trained text encoder's weights replace the random ones; with a
+    parent they come from the parent (its frozen copy of the same weights).
+    """
+    rules = tuple(tuple(r) for r in self.config.mesh.rules)
+    state, shardings = state_lib.create_sharded_state(self.boxed_init, mesh, rules, rng,
+                                                      parent_params)
+    if self.text_pretrained and parent_params is None:
+      pretrained = self.pretrained_text_params()
+      # Two placements: params and EMA must not share buffers (the step donates both).
+      state = state.replace(
+          params={**state.params, "text": place_pretrained_text(pretrained, state.params["text"])},
+          ema_params={**state.ema_params,
+                      "text": place_pretrained_text(pretrained, state.ema_params["text"])})
+    return state, shardings
+
+  def pretrained_text_params(self) -> Any:
+    """The pre-trained text encoder's params (host arrays) for `config.text`."""
+    variables = text_factory.load_pretrained_text_variables(self.config.text)
+    if variables is None:
+      raise ValueError(f"text.kind={self.config.text.kind!r} has no pre-trained weights")
+    return variables["params"]
+
+  def text_width(self) -> int:
+    """Width of the text embeddings the encoder produces (the U-Net's cross-attention input)."""
+    length = self.tokenizer.max_length
+    ids = jnp.zeros((1, length), jnp.int32)
+    mask = jnp.ones((1, length), bool)
+
+    def embed(rng):
+      return self.text_module.apply(self.text_module.init(rng, ids, mask), ids, mask)
+    return int(jax.eval_shape(embed, jax.random.key(0)).shape[-1])
 
   def step_fn(self, seed: int | None = None) -> step_lib.StepFn:
     c = self.config
@@ -114,11 +158,37 @@ def build_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage) -> S
     unet_params = model.init(unet_rng, x, jnp.zeros((1,), jnp.float32), emb, mask)["params"]
     return {"unet": unet_params, "text": text_params}
 
-  labels = stage.labels(jax.eval_shape(init_params, jax.random.key(0)))
+  text_pretrained = c.text.kind in text_factory.PRETRAINED_LOADERS
+  labels = stage.labels(jax.eval_shape(init_params, jax.random.key(0)),
+                        text_frozen=text_pretrained)
   num_steps = c.optim.num_steps
   schedule = optimizer_lib.learning_rate_schedule(c.optim, num_steps, c.optim.learning_rate)
   tx = optimizer_lib.make_optimizer(c.optim, labels, schedule)
   return StageSetup(stage=stage, config=c, unet_config=unet_config, model=model,
                     tokenizer=tokenizer, text_module=text_module, labels=labels,
                     schedule=schedule, tx=tx, init_params=init_params,
-                    example_shape=example_shape)
+                    example_shape=example_shape, text_pretrained=text_pretrained)
+
+
+def place_pretrained_text(values: Any, target: Any) -> Any:
+  """Host text encoder `values` as arrays with the shapes, dtypes and shardings of `target`.
+
+  Each device receives only its shard of the host arrays, which works on every process of
+  a multi-host mesh (all processes hold the same host values).
+  """
+  src = flax.traverse_util.flatten_dict(flax.core.unfreeze(nn.unbox(values)))
+  dst = flax.traverse_util.flatten_dict(flax.core.unfreeze(target))
+  if set(src) != set(dst):
+    diff = sorted("/".join(k) for k in set(src) ^ set(dst))
+    raise ValueError(f"the pre-trained text encoder's parameters do not match the encoder "
+                     f"that text.kind builds (differing paths: {diff[:10]})")
+  out = {}
+  for key, leaf in dst.items():
+    value = np.asarray(src[key])
+    if value.shape != leaf.shape:
+      raise ValueError(f"pre-trained text parameter {'/'.join(key)} has shape {value.shape}, "
+                       f"the encoder built from the text config expects {leaf.shape}")
+    value = value.astype(leaf.dtype)
+    out[key] = jax.make_array_from_callback(leaf.shape, leaf.sharding,
+                                            lambda index, v=value: v[index])
+  return flax.traverse_util.unflatten_dict(out)

@@ -38,8 +38,9 @@ def stage_config() -> ml_collections.ConfigDict:
   c.video.num_steps = 0
   c.video.learning_rate = 0.0
   c.video.global_batch_size = 0
-  # The T2I run to inflate from: a stage directory (holding checkpoints/) or a
-  # checkpoints/<step> directory; '' = the t2i stage of this workdir.
+  # The T2I run to inflate from: a stage directory (holding checkpoints/), a
+  # checkpoints/<step> directory, or a workdir of public weights written by
+  # experiments/convert.py (needs a pre-trained text.kind); '' = the t2i stage of this workdir.
   c.video.init_from = ""
   c.video.init_from_ema = True  # inflate the EMA weights (what T2I samples use)
   return c

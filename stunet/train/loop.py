@@ -6,6 +6,10 @@ Per stage, in `workdir/<stage>/`:
   checkpoints/<step>/{state, data_iter, meta}
   samples/<step>/  PNG grid and videos from the EMA weights
 
+The video stage starts from the t2i stage of the same workdir, from another run
+(`config.stage.video.init_from`), or from public T2I weights imported by
+`experiments/convert.py` (`init_from` = the imported workdir; see `load_imported_params`).
+
 A rerun with the same workdir resumes each stage from its latest checkpoint (finished stages
 are skipped). Metrics are fetched from the device only every `log.every_steps` steps and
 before each checkpoint, where every pending loss is checked: a NaN/inf stops the run before the
@@ -15,6 +19,7 @@ bad state can be saved, so the last checkpoint stays good.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from typing import Any
@@ -23,9 +28,11 @@ from absl import logging
 import jax
 import ml_collections
 
+from stunet.convert import imported_checkpoint
 from stunet.data import global_batch
 from stunet.data import pipeline
 from stunet.data import source as source_lib
+from stunet.nn.config import UNetConfig
 from stunet.parallel import mesh as mesh_lib
 from stunet.train import build as build_lib
 from stunet.train import checkpoint as checkpoint_lib
@@ -84,9 +91,99 @@ def _parent_checkpoint(config, stage: stages_lib.Stage, workdir: str) -> tuple[s
   return init_from, None
 
 
+def _imported_workdir(config, stage: stages_lib.Stage) -> str | None:
+  """`config.stage.<stage>.init_from` when it is a workdir of imported public weights."""
+  init_from = config.stage[stage.name].init_from if stage.name in config.stage else ""
+  if not init_from:
+    return None
+  directory = os.path.abspath(init_from)
+  path = os.path.join(directory, imported_checkpoint.CONFIG_NAME)
+  if not os.path.isfile(path):
+    return None
+  try:
+    imported = imported_checkpoint.load_config(directory)
+  except json.JSONDecodeError:
+    return None
+  return directory if isinstance(imported, dict) and "imported_from" in imported else None
+
+
+# UNetConfig fields that change how the model computes, not which parameters it has.
+_COMPUTE_ONLY_FIELDS = frozenset({"dtype", "remat"})
+
+
+def spatial_differences(imported_model: dict[str, Any], model_config) -> dict[str, tuple]:
+  """`{field: (imported value, config value)}` of the spatial U-Net fields that differ.
+
+  Temporal fields (`temporal_*`) are the video stage's own choice, and compute-only fields
+  (dtype, remat) do not change the parameters, so neither is compared.
+  """
+  imported = UNetConfig.from_config(dict(imported_model))
+  ours = UNetConfig.from_config(model_config)
+  out = {}
+  for field in dataclasses.fields(UNetConfig):
+    name = field.name
+    if name.startswith("temporal_") or name in _COMPUTE_ONLY_FIELDS:
+      continue
+    if getattr(imported, name) != getattr(ours, name):
+      out[name] = (getattr(imported, name), getattr(ours, name))
+  return out
+
+
+def load_imported_params(config, stage: stages_lib.Stage, directory: str,
+                         mesh: jax.sharding.Mesh) -> Any:
+  """`{'unet', 'text'}` params for `stage` from public T2I weights imported into `directory`.
+
+  The U-Net params are restored onto `mesh` with the parent (t2i) stage's shardings. An
+  imported U-Net was trained with its own pre-trained text encoder, so `config.text` must
+  name pre-trained weights of the same width; those are the text params. Imported
+  checkpoints hold no EMA: their params are used.
+  """
+  parent_setup = build_lib.build_stage(config, stages_lib.get_stage(stage.parent))
+  field = f"config.stage.{stage.name}.init_from"
+  imported = imported_checkpoint.load_config(directory)
+  if not parent_setup.text_pretrained:
+    raise ValueError(
+        f"{field}={directory!r} holds an imported U-Net, which was trained with its own "
+        f"pre-trained text encoder, but text.kind={config.text.kind!r} has no pre-trained "
+        f"weights; set text.kind='t5' and text.t5_dir to a local copy of the encoder the "
+        f"U-Net was trained with")
+  if "model" not in imported:
+    raise ValueError(f"{field}={directory!r} holds imported weights without a 'model' "
+                     f"section (not a U-Net; a text encoder import is used via text.t5_dir)")
+  differences = spatial_differences(imported["model"], config.model)
+  if differences:
+    listed = "; ".join(f"model.{name}: imported {a!r}, config {b!r}"
+                       for name, (a, b) in sorted(differences.items()))
+    raise ValueError(f"config.model differs from the U-Net imported in {directory} (its "
+                     f"config.json 'model') in spatial fields, so its weights do not fit: "
+                     f"{listed}. Set these fields to the imported values (only temporal_* "
+                     f"fields may differ).")
+  width = parent_setup.text_width()
+  if imported.get("text_width") != width:
+    raise ValueError(f"the U-Net imported in {directory} expects text embeddings of width "
+                     f"{imported.get('text_width')} (its config.json 'text_width') but the "
+                     f"text encoder of text.kind={config.text.kind!r} (text.t5_dir="
+                     f"{config.text.t5_dir!r}) produces width {width}")
+  rules = tuple(tuple(r) for r in config.mesh.rules)
+  target = state_lib.abstract_state(parent_setup.boxed_init, mesh, rules, jax.random.key(0))
+  unet = imported_checkpoint.load_params(directory, target.params["unet"])
+  text = build_lib.place_pretrained_text(parent_setup.pretrained_text_params(),
+                                         target.params["text"])
+  logging.info("stage %s: starting from the U-Net imported in %s (from %s)", stage.name,
+               directory, imported.get("imported_from"))
+  return {"unet": unet, "text": text}
+
+
 def load_parent_params(config, stage: stages_lib.Stage, workdir: str,
                        mesh: jax.sharding.Mesh) -> Any:
-  """The parent stage's (EMA) params, restored onto `mesh` with the parent's shardings."""
+  """The parent stage's (EMA) params, restored onto `mesh` with the parent's shardings.
+
+  When `config.stage.<stage>.init_from` is a workdir of imported public weights, these come
+  from `load_imported_params` instead.
+  """
+  imported = _imported_workdir(config, stage)
+  if imported is not None:
+    return load_imported_params(config, stage, imported, mesh)
   parent = stages_lib.get_stage(stage.parent)
   directory, step = _parent_checkpoint(config, stage, workdir)
   ckpt = checkpoint_lib.Checkpointer(directory, config.ckpt, read_only=True)
@@ -163,7 +260,7 @@ def run_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage, workdi
     logging.info("stage %s: resumed from step %d", stage.name, latest)
   else:
     parent = load_parent_params(config, stage, workdir, mesh) if stage.parent else None
-    state, shardings = state_lib.create_sharded_state(setup.boxed_init, mesh, rules, rng, parent)
+    state, shardings = setup.create_state(mesh, rng, parent)
   start = int(jax.device_get(state.step))
 
   if is_main:

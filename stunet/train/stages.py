@@ -1,8 +1,10 @@
 """Training stages (SPEC §2): what a stage trains, on which data, and where it starts from.
 
 - `t2i`: the spatial T2I U-Net and the small byte-level text encoder, trained jointly from
-  scratch on single frames (`data.modality = 'image'`, one random frame per clip).
-- `video`: the T2I weights of a finished `t2i` run inflated into a STUNet; the spatial U-Net
+  scratch on single frames (`data.modality = 'image'`, one random frame per clip). A
+  pre-trained text encoder (`text.kind='t5'`) is not trained: it stays frozen in every stage.
+- `video`: the T2I weights of a finished `t2i` run (or of an imported public T2I U-Net,
+  `stunet.convert.imported_checkpoint`) inflated into a STUNet; the spatial U-Net
   and the text encoder are frozen and only the temporal layers train, on clips.
 
 A stage is a small record in `STAGES`; later stages (`ssr`, `conditional`) register their own
@@ -49,13 +51,16 @@ class Stage:
   parent: str | None = None
   from_parent: Callable[[Params, Params], Params] | None = None
 
-  def labels(self, params: Params) -> Params:
-    """TRAIN / FROZEN per leaf of a `{'unet', 'text'}` params tree (boxes count as leaves)."""
+  def labels(self, params: Params, text_frozen: bool = False) -> Params:
+    """TRAIN / FROZEN per leaf of a `{'unet', 'text'}` params tree (boxes count as leaves).
+
+    `text_frozen`: the text encoder is pre-trained, so it stays frozen whatever `trains` says.
+    """
     def label(group):
       return optimizer_lib.TRAIN if group in self.trains else optimizer_lib.FROZEN
-    text_groups = jax.tree.map(lambda _: "text", params["text"], is_leaf=_is_box)
+    text_label = optimizer_lib.FROZEN if text_frozen else label("text")
     return {"unet": jax.tree.map(label, inflate_lib.label_params(params["unet"])),
-            "text": jax.tree.map(label, text_groups)}
+            "text": jax.tree.map(lambda _: text_label, params["text"], is_leaf=_is_box)}
 
 
 def _copy_values(source: Params, target: Params) -> Params:
