@@ -15,16 +15,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
 
+from stunet.data import video_write
 from stunet.diffusion import guidance as guidance_lib
 from stunet.diffusion import samplers
+from stunet.eval import contact_sheet
 from stunet.train import build as build_lib
-
-
-def to_uint8(x: np.ndarray) -> np.ndarray:
-  """[-1, 1] floats -> uint8 [0, 255]."""
-  return np.clip(np.round((np.asarray(x, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 class Sampler:
@@ -67,36 +63,23 @@ class Sampler:
 def _write_video(path_stem: str, frames: np.ndarray, fps: int) -> str:
   """frames uint8 `t h w 3` -> `<stem>.mp4` (PyAV) or `<stem>.gif` (pillow); returns the path."""
   try:
-    import av  # optional dependency (stunet[video])
-    path = path_stem + ".mp4"
-    with av.open(path, mode="w") as container:
-      stream = container.add_stream("libx264", rate=fps)
-      stream.width, stream.height = frames.shape[2], frames.shape[1]
-      stream.pix_fmt = "yuv420p"
-      for frame in frames:
-        container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-      container.mux(stream.encode())
-    return path
-  except Exception as e:  # no PyAV, or no H.264 encoder in its FFmpeg build
+    return video_write.write_mp4(path_stem + ".mp4", frames, fps)
+  except (ImportError, ValueError) as e:  # no PyAV, or no H.264 encoder in its FFmpeg build
     logging.info("mp4 writing unavailable (%s); writing a GIF", e)
-  path = path_stem + ".gif"
-  images = [Image.fromarray(f) for f in frames]
-  images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps),
-                 loop=0)
-  return path
+  return video_write.write_gif(path_stem + ".gif", frames, fps)
 
 
 def write_samples(directory: str, pixels: np.ndarray, prompts: Sequence[str],
                   fps: int) -> list[str]:
   """Writes samples `[n h w 3]` or `[n t h w 3]` in [-1, 1]; returns the written paths."""
   os.makedirs(directory, exist_ok=True)
-  video = to_uint8(pixels)
+  video = video_write.to_uint8(pixels)
   if video.ndim == 4:
     video = video[:, None]  # n 1 h w 3
-  n, t, h, w, _ = video.shape
-  grid = video.transpose(0, 2, 1, 3, 4).reshape(n * h, t * w, 3)  # rows: prompts, cols: frames
-  paths = [os.path.join(directory, "grid.png")]
-  Image.fromarray(grid).save(paths[0])
+  n, t = video.shape[:2]
+  # Rows: prompts, columns: every frame.
+  paths = [contact_sheet.write_contact_sheet(os.path.join(directory, "grid.png"), video,
+                                             list(range(t)), gap=0)]
   with open(os.path.join(directory, "prompts.txt"), "w") as f:
     f.write("\n".join(prompts) + "\n")
   if t > 1:
