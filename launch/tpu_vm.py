@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 r"""Creates a Cloud TPU VM slice, installs stunet on every worker, trains, collects logs, deletes.
 
 Every step is a `gcloud compute tpus ...` command; `--dry-run` prints them (one per line,

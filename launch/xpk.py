@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 r"""Runs the stunet training job on a GKE TPU cluster through xpk.
 
 xpk (github.com/AI-Hypercomputer/xpk, `pip install xpk`) creates GKE clusters with TPU node
