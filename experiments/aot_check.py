@@ -1,0 +1,56 @@
+r"""Checks that a config's train step fits a TPU slice by compiling it for that slice, on CPU.
+
+Needs libtpu (`pip install -e .[tpu]`); no TPU is used. Compiles the real sharded train step of
+the stage (default: video) for the topology's devices and prints, per device: parameter,
+optimiser and EMA bytes, temporaries, peak memory against the chip's HBM, FLOPs per step and
+the predicted step time at the chip's peak bf16 FLOP/s and at 50% of it. Exits with status 1
+(saying by how much and which levers to pull) when the step does not fit.
+
+  python -m experiments.aot_check --config=experiments/configs/base.py --topology=v5p-128
+  python -m experiments.aot_check --config=experiments/configs/base.py --topology=v5e-256 \
+      --config.data.global_batch_size=256
+  python -m experiments.aot_check --config=experiments/configs/tiny.py --topology=v5e-4 \
+      --num_slices=2
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
+                                          lock_config=True)
+_TOPOLOGY = flags.DEFINE_string(
+    "topology", "v5p-128", "Cloud TPU accelerator type: v4-N, v5p-N (N TensorCores), "
+    "v5e-N / v5litepod-N, v6e-N (N chips).")
+_NUM_SLICES = flags.DEFINE_integer("num_slices", 1, "Slices joined over DCN (multi-slice).")
+_STAGE = flags.DEFINE_string("stage", "video", "Training stage whose step is compiled.")
+flags.mark_flags_as_required(["config"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  # The TPU devices are compile-only; everything that runs, runs on the CPU.
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
+  # Compile-only use touches no chip, so it need not hold libtpu's one-process lock.
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+  from stunet.parallel import aot  # after the environment is set: it imports JAX
+
+  try:
+    topology = aot.parse_topology(_TOPOLOGY.value, _NUM_SLICES.value)
+    report = aot.check_train_step(_CONFIG.value, topology, stage=_STAGE.value)
+  except (ValueError, RuntimeError) as e:
+    raise SystemExit(f"error: {e}") from None
+  print(aot.format_report(report, _CONFIG.value), flush=True)
+  if not report.fits:
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,348 @@
+"""Ahead-of-time compilation of the sharded train step for a TPU topology, without TPUs.
+
+With libtpu installed (the `tpu` extra), `jax.experimental.topologies.get_topology_desc`
+describes a TPU slice as compile-only devices. The real train step is lowered with
+`ShapeDtypeStruct`s that carry the mesh's shardings (the state from `state.abstract_state`,
+the batch from the data config) and compiled by the TPU compiler; its memory analysis says
+whether the run fits in each chip's HBM, and its cost analysis gives the FLOPs per device.
+
+Topology names follow Cloud TPU accelerator types: `v4-N` and `v5p-N` count TensorCores
+(two per chip, compiled in 'megacore' mode: one device per chip), `v5e-N` / `v5litepod-N` and
+`v6e-N` count chips (one core each).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from stunet.data import global_batch
+from stunet.parallel import mesh as mesh_lib
+from stunet.train import build as build_lib
+from stunet.train import stages as stages_lib
+from stunet.train import state as state_lib
+from stunet.train import step as step_lib
+
+GIB = 1024**3
+
+
+@dataclasses.dataclass(frozen=True)
+class Chip:
+  """One TPU generation as the compiler sees it (one device per chip).
+
+  Attributes:
+    name: libtpu's generation prefix of topology names ('v4', 'v5', 'v5e', 'v6e').
+    cores_per_chip: TensorCores per chip; accelerator types `v4-N`/`v5p-N` count cores.
+    chip_config: libtpu chip config: 'megacore' fuses a chip's two cores into one device.
+    dims: torus dimensions (3 for v4/v5p, 2 for v5e/v6e).
+    hbm_bytes: HBM per device as the compiler reports it.
+    peak_flops: peak bf16 FLOP/s per chip.
+  """
+  name: str
+  cores_per_chip: int
+  chip_config: str
+  dims: int
+  hbm_bytes: int
+  peak_flops: float
+
+
+CHIPS = {
+    "v4": Chip("v4", 2, "megacore", 3, int(30.75 * GIB), 275e12),
+    "v5p": Chip("v5", 2, "megacore", 3, int(95.74 * GIB), 459e12),
+    "v5e": Chip("v5e", 1, "default", 2, int(15.75 * GIB), 197e12),
+    "v6e": Chip("v6e", 1, "default", 2, int(31.25 * GIB), 918e12),
+}
+_ALIASES = {"v5litepod": "v5e", "v5lite": "v5e"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Topology:
+  """A TPU slice (or several) named like a Cloud TPU accelerator type."""
+  accelerator_type: str  # e.g. 'v5p-128'
+  chip: Chip
+  shape: tuple[int, ...]  # chips along each torus dimension
+  num_slices: int
+
+  @property
+  def num_chips(self) -> int:
+    return math.prod(self.shape) * self.num_slices
+
+  @property
+  def topology_name(self) -> str:
+    return f"{self.chip.name}:{'x'.join(str(s) for s in self.shape)}"
+
+  def devices(self) -> list[Any]:
+    """Compile-only devices of the slice(s) (needs libtpu: `pip install stunet[tpu]`)."""
+    from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
+    host = tuple(min(2, s) for s in self.shape[:2]) + (1,)
+    try:
+      desc = topologies.get_topology_desc(
+          platform="tpu", topology_name=self.topology_name, chip_config_name=self.chip.chip_config,
+          chips_per_host_bounds=host, num_slices=self.num_slices)
+    except Exception as e:  # pylint: disable=broad-except
+      raise RuntimeError(f"cannot describe TPU topology {self.topology_name!r} "
+                         f"({self.accelerator_type}); AOT compilation needs libtpu: "
+                         f"pip install 'jax[tpu]' (the stunet 'tpu' extra). Cause: {e}") from e
+    return list(desc.devices)
+
+
+def _torus_shape(chips: int, dims: int) -> tuple[int, ...]:
+  """Cloud TPU slice shapes: 2x2, 2x4, 4x4, 4x8, ... and 2x2x1, 2x2x2, 2x2x4, 2x4x4, 4x4x4, ...
+
+  Each doubling grows the smallest dimension; ties grow the last one, except below a 2x2x2
+  cube, which fills x and y first (the 4-chip 3-D slice is 2x2x1).
+  """
+  shape = [1] * dims
+  while math.prod(shape) < chips:
+    low = min(shape)
+    ties = [i for i, s in enumerate(shape) if s == low]
+    grow = ties[0] if dims == 3 and math.prod(shape) < 8 else ties[-1]
+    shape[grow] *= 2
+  return tuple(shape)
+
+
+def parse_topology(accelerator_type: str, num_slices: int = 1) -> Topology:
+  """`'v5p-128'` -> Topology (v4/v5p count TensorCores, v5e/v6e count chips)."""
+  m = re.fullmatch(r"(v4|v5p|v5e|v5litepod|v5lite|v6e)-(\d+)", accelerator_type.strip().lower())
+  if not m:
+    raise ValueError(f"--topology={accelerator_type!r}: expected v4-N, v5p-N, v5e-N "
+                     "(or v5litepod-N) or v6e-N, e.g. v5p-128 or v5e-256")
+  if num_slices < 1:
+    raise ValueError(f"--num_slices={num_slices} must be >= 1")
+  generation = _ALIASES.get(m.group(1), m.group(1))
+  chip = CHIPS[generation]
+  count = int(m.group(2))
+  if count % chip.cores_per_chip:
+    raise ValueError(f"--topology={accelerator_type}: {generation}-N counts TensorCores "
+                     f"({chip.cores_per_chip} per chip); N must be a multiple of "
+                     f"{chip.cores_per_chip}")
+  chips = count // chip.cores_per_chip
+  if chips < 1 or chips & (chips - 1):
+    raise ValueError(f"--topology={accelerator_type}: {chips} chips is not a power of two")
+  if chip.dims == 3 and chips < 4:
+    raise ValueError(f"--topology={accelerator_type}: the smallest {generation} slice has 4 "
+                     f"chips ({generation}-{4 * chip.cores_per_chip})")
+  return Topology(accelerator_type, chip, _torus_shape(chips, chip.dims), num_slices)
+
+
+def make_mesh(mesh_config, topology: Topology, devices: Sequence[Any]) -> jax.sharding.Mesh:
+  """The config's mesh over the topology's devices; several slices split the first axis.
+
+  Across slices (DCN) only the first mesh axis (`data`) is split, as maxtext's hybrid mesh
+  does for data parallelism: gradients are reduced once per step over the slow network.
+  """
+  if topology.num_slices == 1:
+    return mesh_lib.make_mesh(mesh_config, devices)
+  from jax.experimental import mesh_utils  # pylint: disable=g-import-not-at-top
+  axes = tuple(mesh_config.axes)
+  shape = mesh_lib.resolve_shape(mesh_config.shape, len(devices))
+  if shape[0] % topology.num_slices:
+    raise ValueError(f"mesh.shape={shape}: with --num_slices={topology.num_slices} the first "
+                     f"mesh axis ({axes[0]!r}) spans the slices and must be divisible by "
+                     f"{topology.num_slices}")
+  ici = (shape[0] // topology.num_slices,) + shape[1:]
+  dcn = (topology.num_slices,) + (1,) * (len(shape) - 1)
+  grid = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices=devices,
+                                              allow_split_physical_axes=True)
+  return jax.sharding.Mesh(grid, axes,
+                           axis_types=(jax.sharding.AxisType.Auto,) * len(axes))
+
+
+@dataclasses.dataclass
+class FitReport:
+  """What one device of the topology needs for one step (bytes are per device)."""
+  topology: Topology
+  mesh_shape: dict[str, int]
+  global_batch_size: int
+  param_bytes: int  # params (trainable + frozen)
+  opt_bytes: int  # optimiser state
+  ema_bytes: int
+  argument_bytes: int
+  output_bytes: int
+  alias_bytes: int
+  temp_bytes: int
+  peak_bytes: int
+  flops: float  # per device per step
+  compile_seconds: float
+  error: str = ""  # the compiler's RESOURCE_EXHAUSTED message, if it ran out of memory
+
+  @property
+  def hbm_bytes(self) -> int:
+    return self.topology.chip.hbm_bytes
+
+  @property
+  def fits(self) -> bool:
+    return not self.error and self.peak_bytes <= self.hbm_bytes
+
+  @property
+  def overflow_bytes(self) -> int:
+    return max(0, self.peak_bytes - self.hbm_bytes)
+
+  def step_seconds(self, utilisation: float = 1.0) -> float:
+    return self.flops / (self.topology.chip.peak_flops * utilisation)
+
+
+def _shard_bytes(tree: Any) -> int:
+  total = 0
+  for leaf in jax.tree.leaves(tree):
+    shape = leaf.sharding.shard_shape(leaf.shape) if leaf.sharding is not None else leaf.shape
+    total += math.prod(shape) * np.dtype(leaf.dtype).itemsize
+  return total
+
+
+def abstract_batch(setup: build_lib.StageSetup, mesh: jax.sharding.Mesh) -> dict:
+  """The global batch as ShapeDtypeStructs with the data pipeline's sharding."""
+  c = setup.config
+  sharding = global_batch.batch_sharding(mesh, c.data.batch_axes)
+  b = c.data.global_batch_size
+  global_batch.check_batch_size(b, 1, mesh, c.data.batch_axes)
+  length = setup.tokenizer.max_length
+  return {
+      setup.stage.modality: jax.ShapeDtypeStruct((b,) + setup.example_shape, jnp.uint8,
+                                                 sharding=sharding),
+      "text_ids": jax.ShapeDtypeStruct((b, length), jnp.int32, sharding=sharding),
+      "text_mask": jax.ShapeDtypeStruct((b, length), jnp.bool_, sharding=sharding),
+  }
+
+
+def _parse_size(text: str) -> int:
+  m = re.fullmatch(r"([\d.]+)([KMGT]?)i?B?", text.strip())
+  if not m:
+    return 0
+  scale = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}[m.group(2)]
+  return int(float(m.group(1)) * scale)
+
+
+def _oom_bytes(message: str) -> tuple[int, int]:
+  """(used, overflow) bytes from an XLA TPU RESOURCE_EXHAUSTED message (0 when absent)."""
+  size = r"([\d.]+[KMGT]?)"
+  # "Ran out of memory on HBM, the total memory required for HLO temporaries (59.00G) exceeds
+  # available HBM (15.75G)."
+  required = re.search(r"required for [^(]*\(" + size + r"\) exceeds available HBM \(" + size +
+                       r"\)", message)
+  if required:
+    used, available = (_parse_size(g) for g in required.groups())
+    return used, max(0, used - available)
+  # "Used 20.50G of 15.75G hbm. Exceeded hbm capacity by 4.75G."
+  used = re.search(r"Used " + size + " of " + size + " hbm", message)
+  over = re.search(r"Exceeded hbm capacity by " + size, message)
+  return (_parse_size(used.group(1)) if used else 0,
+          _parse_size(over.group(1)) if over else 0)
+
+
+def check_train_step(config: ml_collections.ConfigDict, topology: Topology,
+                     stage: str = "video") -> FitReport:
+  """Compiles the sharded train step of `stage` for `topology` and measures one device."""
+  import time  # pylint: disable=g-import-not-at-top
+  setup = build_lib.build_stage(config, stages_lib.get_stage(stage))
+  c = setup.config
+  devices = topology.devices()
+  mesh = make_mesh(c.mesh, topology, devices)
+  rules = tuple(tuple(r) for r in c.mesh.rules)
+  state = state_lib.abstract_state(setup.boxed_init, mesh, rules, jax.random.key(0))
+  batch = abstract_batch(setup, mesh)
+  shardings = jax.tree.map(lambda x: x.sharding, state)
+  step = step_lib.jit_step(setup.step_fn(), shardings, {k: v.sharding for k, v in batch.items()},
+                           mesh)
+  report = FitReport(
+      topology=topology, mesh_shape=dict(mesh.shape), global_batch_size=c.data.global_batch_size,
+      param_bytes=_shard_bytes(state.params), opt_bytes=_shard_bytes(state.opt_state),
+      ema_bytes=_shard_bytes(state.ema_params), argument_bytes=0, output_bytes=0, alias_bytes=0,
+      temp_bytes=0, peak_bytes=0, flops=0.0, compile_seconds=0.0)
+  start = time.perf_counter()
+  with jax.set_mesh(mesh):
+    lowered = step.jitted.lower(state, batch)
+    try:
+      compiled = lowered.compile()
+    except Exception as e:  # pylint: disable=broad-except
+      message = str(e)
+      if "RESOURCE_EXHAUSTED" not in message and "Ran out of memory" not in message:
+        raise
+      used, over = _oom_bytes(message)
+      report.error = message.strip().splitlines()[0][:500] if message.strip() else "OOM"
+      report.peak_bytes = used or report.hbm_bytes + over
+      report.compile_seconds = time.perf_counter() - start
+      return report
+  report.compile_seconds = time.perf_counter() - start
+  memory = compiled.memory_analysis()
+  report.argument_bytes = int(memory.argument_size_in_bytes)
+  report.output_bytes = int(memory.output_size_in_bytes)
+  report.alias_bytes = int(memory.alias_size_in_bytes)
+  report.temp_bytes = int(memory.temp_size_in_bytes)
+  # The compiler's peak can leave out live arguments; the sum of the buffers bounds it.
+  live = report.argument_bytes + report.output_bytes - report.alias_bytes + report.temp_bytes
+  report.peak_bytes = max(int(getattr(memory, "peak_memory_in_bytes", 0) or 0), live)
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else {}
+  report.flops = float((cost or {}).get("flops", 0.0))
+  return report
+
+
+def _gib(n: float) -> str:
+  if abs(n) < GIB:
+    return f"{n / 1024**2:.2f} MiB"
+  return f"{n / GIB:.2f} GiB"
+
+
+def levers(report: FitReport, config: ml_collections.ConfigDict) -> list[str]:
+  """What to change when the step does not fit, most effective first for this config."""
+  out = []
+  fsdp = report.mesh_shape.get("fsdp", 1)
+  n = math.prod(report.mesh_shape.values())
+  state = report.param_bytes + report.opt_bytes + report.ema_bytes
+  if fsdp < n:
+    out.append(f"shard the state over more devices: --config.mesh.shape=(1,-1,1) puts all "
+               f"{n} devices on fsdp (now {fsdp}); params+optimiser+EMA take {_gib(state)}")
+  if not config.model.remat:
+    out.append("rematerialise the blocks: --config.model.remat=True")
+  if config.model.dtype != "bfloat16":
+    out.append("compute in bfloat16: --config.model.dtype=bfloat16")
+  b = report.global_batch_size
+  if b > 1:
+    out.append(f"halve the batch: --config.data.global_batch_size={max(1, b // 2)} "
+               f"(now {b}; activations scale with it)")
+  out.append("or a topology with more chips / more HBM per chip")
+  return out
+
+
+def format_report(report: FitReport, config: ml_collections.ConfigDict) -> str:
+  t = report.topology
+  mesh = ", ".join(f"{k}={v}" for k, v in report.mesh_shape.items())
+  lines = [
+      f"topology   {t.accelerator_type} x{t.num_slices} slice(s): {t.num_chips} chips "
+      f"({t.topology_name}), mesh {mesh}, global batch {report.global_batch_size}",
+      f"per device params {_gib(report.param_bytes)}, optimiser {_gib(report.opt_bytes)}, "
+      f"EMA {_gib(report.ema_bytes)}",
+  ]
+  if report.error:
+    lines.append(f"compile    RESOURCE_EXHAUSTED after {report.compile_seconds:.0f} s: "
+                 f"{report.error}")
+  else:
+    lines += [
+        f"compile    {report.compile_seconds:.1f} s",
+        f"memory     arguments {_gib(report.argument_bytes)}, outputs "
+        f"{_gib(report.output_bytes)} (aliased {_gib(report.alias_bytes)}), temporaries "
+        f"{_gib(report.temp_bytes)}",
+        f"flops      {report.flops:.4g} per device per step",
+        f"step time  {report.step_seconds():.4g} s at peak bf16 "
+        f"({t.chip.peak_flops / 1e12:.0f} TFLOP/s per chip), "
+        f"{report.step_seconds(0.5):.4g} s at 50%",
+    ]
+  at_least = "at least " if report.error else ""
+  lines.append(f"peak       {at_least}{_gib(report.peak_bytes)} of {_gib(report.hbm_bytes)} HBM "
+               f"({100 * report.peak_bytes / report.hbm_bytes:.0f}%)")
+  if report.fits:
+    lines.append("fits       yes")
+  else:
+    over = report.overflow_bytes
+    lines.append(f"fits       NO: over by {_gib(over)}" if over else "fits       NO")
+    lines += [f"lever      {l}" for l in levers(report, config)]
+  return "\n".join(lines)

@@ -1,0 +1,117 @@
+"""AOT pod-fit check: topology names, and compiling the tiny config's step for a TPU slice.
+
+The compile tests need libtpu (the `tpu` extra) and run `experiments.aot_check` in a subprocess
+(JAX is initialised for CPU in this one).
+"""
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from stunet.parallel import aot
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+needs_libtpu = pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
+                                  reason="needs libtpu: pip install -e .[tpu]")
+
+# A smaller U-Net than tiny's (two levels) keeps the TPU compiles short.
+_SMALL = ["--config.model.channel_mult=(1,2)", "--config.model.num_res_blocks=(1,1)",
+          "--config.model.attention_levels=(False,True)", "--config.model.num_heads=(2,2)",
+          "--config.model.temporal_factors=(2,)"]
+
+
+@pytest.mark.parametrize("name, slices, topology, chips", [
+    ("v4-8", 1, "v4:2x2x1", 4),
+    ("v4-32", 1, "v4:2x2x4", 16),
+    ("v5p-128", 1, "v5:4x4x4", 64),
+    ("v5p-256", 2, "v5:4x4x8", 256),
+    ("v5e-4", 1, "v5e:2x2", 4),
+    ("v5litepod-256", 1, "v5e:16x16", 256),
+    ("v5e-8", 1, "v5e:2x4", 8),
+    ("v6e-64", 1, "v6e:8x8", 64),
+])
+def test_parse_topology(name, slices, topology, chips):
+  t = aot.parse_topology(name, slices)
+  assert t.topology_name == topology
+  assert t.num_chips == chips
+
+
+def test_parse_topology_chip_facts():
+  assert aot.parse_topology("v5p-8").chip.chip_config == "megacore"
+  assert aot.parse_topology("v6e-4").chip.chip_config == "default"
+  assert aot.parse_topology("v5e-4").chip.peak_flops == 197e12
+  assert aot.parse_topology("v4-8").chip.hbm_bytes == int(30.75 * aot.GIB)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("v3-8", "expected v4-N"),
+    ("v5p-6", "not a power of two"),
+    ("v4-7", "multiple of 2"),
+    ("v5p-4", "smallest v5p slice"),
+])
+def test_parse_topology_errors(name, message):
+  with pytest.raises(ValueError, match=message):
+    aot.parse_topology(name)
+
+
+def test_oom_message_parsed():
+  message = ("RESOURCE_EXHAUSTED: XLA:TPU compile permanent error. Ran out of memory in memory "
+             "space hbm. Used 20.50G of 15.75G hbm. Exceeded hbm capacity by 4.75G.")
+  used, over = aot._oom_bytes(message)
+  assert used == int(20.5 * aot.GIB)
+  assert over == int(4.75 * aot.GIB)
+  message = ("RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO "
+             "temporaries (59.00G) exceeds available HBM (15.75G).")
+  used, over = aot._oom_bytes(message)
+  assert used == int(59 * aot.GIB)
+  assert over == int(59 * aot.GIB) - int(15.75 * aot.GIB)
+
+
+def _aot_check(*args):
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["JAX_PLATFORMS"] = "cpu"
+  return subprocess.run(
+      [sys.executable, "-m", "experiments.aot_check",
+       "--config=experiments/configs/tiny.py", "--topology=v5e-4", *_SMALL, *args],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
+def _gib(text, label):
+  m = re.search(label + r" ([\d.]+) (MiB|GiB)", text)
+  assert m, f"no {label!r} in:\n{text}"
+  return float(m.group(1)) * (1 if m.group(2) == "MiB" else 1024)  # MiB
+
+
+@pytest.mark.slow
+@needs_libtpu
+def test_tiny_fits_v5e_2x2():
+  r = _aot_check()
+  assert r.returncode == 0, r.stdout + r.stderr
+  out = r.stdout
+  assert "v5e:2x2" in out and "fsdp=4" in out
+  assert "fits       yes" in out
+  assert _gib(out, "params") > 0
+  assert _gib(out, "temporaries") > 0
+  flops = float(re.search(r"flops\s+([\d.e+]+) per device", out).group(1))
+  assert flops > 1e6
+  peak_s, half_s = map(float, re.search(r"step time\s+([\d.e+-]+) s at peak.*, ([\d.e+-]+) s at "
+                                        r"50%", out).groups())
+  assert peak_s == pytest.approx(flops / 197e12, rel=1e-3)
+  assert half_s == pytest.approx(2 * peak_s, rel=1e-3)
+
+
+@pytest.mark.slow
+@needs_libtpu
+def test_oversized_batch_reports_overflow_and_fails():
+  # 4096 clips per chip without remat: the saved activations alone need several times a
+  # v5e's 15.75 GiB.
+  r = _aot_check("--config.data.global_batch_size=16384")
+  assert r.returncode == 1, r.stdout + r.stderr
+  assert re.search(r"fits       NO: over by [\d.]+ GiB", r.stdout), r.stdout
+  assert "15.75 GiB HBM" in r.stdout
+  assert "--config.model.remat=True" in r.stdout
+  assert "--config.data.global_batch_size=8192" in r.stdout
