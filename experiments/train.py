@@ -6,7 +6,9 @@ Quick start on CPU (builds the embedded shapes_video data on first use):
 Overrides: `--config.stages=t2i`, `--config.model.temporal_factors=(1,2)`,
 `--config.mesh.shape=(2,4,1)`, `--config.stage.video.init_from=runs/other/t2i`. Rerunning with
 the same --workdir resumes. On a pod, every host runs the same command (with
-`--multihost`, which calls `jax.distributed.initialize()` first).
+`--multihost`, which calls `jax.distributed.initialize()` first). Local multi-process runs give
+each process `--coordinator=localhost:PORT --num_processes=N --process_id=I` (or the
+`STUNET_COORDINATOR`, `STUNET_NUM_PROCESSES`, `STUNET_PROCESS_ID` environment variables).
 """
 
 from absl import app
@@ -22,7 +24,17 @@ _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     "Resume even if model/text/diffusion/data fields differ from the checkpoint's.")
 _CPU_DEVICES = flags.DEFINE_integer(
     "cpu_devices", 0, "Simulate this many CPU devices (local testing of sharding); 0 = off.")
-_MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first.")
+_MULTIHOST = flags.DEFINE_bool(
+    "multihost", False, "Cloud TPU VMs: call jax.distributed.initialize() first, which reads "
+    "the run's layout from the TPU environment.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator", None, "Local multi-process runs: host:port of process 0 "
+    "(else $STUNET_COORDINATOR).")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Local multi-process runs: process count (else $STUNET_NUM_PROCESSES).")
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "Local multi-process runs: this process's index "
+    "(else $STUNET_PROCESS_ID).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -36,8 +48,12 @@ def main(argv):
   if _CPU_DEVICES.value:
     jax.config.update("jax_platforms", "cpu")
     jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
-  if _MULTIHOST.value:
-    jax.distributed.initialize()
+  from stunet.parallel import distributed
+  try:
+    distributed.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
+                                       _PROCESS_ID.value, multihost=_MULTIHOST.value)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
   from stunet.train import compat
   from stunet.train import loop
 
