@@ -38,9 +38,11 @@ import argparse
 import os
 import re
 import shlex
-import subprocess
 import sys
 import tempfile
+
+from command_runner import LaunchError  # launch/ is on sys.path when run as a script
+from command_runner import run_commands
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _REMOTE_DIR = "stunet"  # on every worker, relative to the home directory
@@ -56,10 +58,6 @@ RUNTIME_VERSIONS = {
 }
 
 _ACCELERATOR_RE = re.compile(r"^(v4|v5litepod|v5p|v6e)-(\d+)$")
-
-
-class LaunchError(Exception):
-  """A command failed or an argument is inconsistent."""
 
 
 def parse_accelerator_type(accelerator_type):
@@ -177,22 +175,6 @@ def delete_commands(args):
 
 def up_commands(args):
   return create_commands(args) + setup_commands(args) + train_commands(args)
-
-
-def run_commands(commands, dry_run, out=sys.stdout):
-  """Prints (dry run) or runs the commands in order; raises LaunchError on the first failure."""
-  for cmd in commands:
-    line = shlex.join(cmd)
-    if dry_run:
-      print(line, file=out)
-      continue
-    print(f"+ {line}", file=out, flush=True)
-    try:
-      result = subprocess.run(cmd, check=False)
-    except FileNotFoundError as e:
-      raise LaunchError(f"{cmd[0]} not found ({e}); command: {line}") from None
-    if result.returncode != 0:
-      raise LaunchError(f"command failed with exit status {result.returncode}: {line}")
 
 
 def _add_common(parser):

@@ -34,15 +34,13 @@ import argparse
 import os
 import re
 import shlex
-import subprocess
 import sys
+
+from command_runner import LaunchError  # launch/ is on sys.path when run as a script
+from command_runner import run_commands
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TPU_TYPE_RE = re.compile(r"^(v4|v5litepod|v5p|v6e)-\d+$")
-
-
-class LaunchError(Exception):
-  """A command failed."""
 
 
 def _xpk(args, *command):
@@ -88,22 +86,6 @@ def delete_commands(args):
 
 def cluster_delete_commands(args):
   return [_xpk(args, "cluster", "delete")]
-
-
-def run_commands(commands, dry_run, out=sys.stdout):
-  """Prints (dry run) or runs the commands in order; raises LaunchError on the first failure."""
-  for cmd in commands:
-    line = shlex.join(cmd)
-    if dry_run:
-      print(line, file=out)
-      continue
-    print(f"+ {line}", file=out, flush=True)
-    try:
-      result = subprocess.run(cmd, check=False)
-    except FileNotFoundError as e:
-      raise LaunchError(f"{cmd[0]} not found ({e}); command: {line}") from None
-    if result.returncode != 0:
-      raise LaunchError(f"command failed with exit status {result.returncode}: {line}")
 
 
 def _add_common(parser):
