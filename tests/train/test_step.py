@@ -5,7 +5,6 @@ tests of this module.
 """
 
 import jax
-import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 import numpy as np
 import pytest

@@ -5,7 +5,6 @@ Each run is the test model's t2i stage (tests/train/conftest.py) on 2 CPU device
 runs share a persistent compilation cache, so only the first one compiles the step.
 """
 
-import json
 import os
 import shutil
 import signal
