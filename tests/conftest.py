@@ -8,11 +8,11 @@ import os
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
-    _flags += " --xla_force_host_platform_device_count=8"
+  _flags += " --xla_force_host_platform_device_count=8"
 # Test models are tiny, so XLA's compile time dominates the suite; the LLVM backend's
 # optimisation passes roughly halve it when skipped, at no cost to what the tests check.
 if "xla_backend_optimization_level" not in _flags:
-    _flags += " --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+  _flags += " --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 os.environ["XLA_FLAGS"] = _flags.strip()
 
 import jax  # noqa: E402
@@ -21,4 +21,4 @@ from absl import flags  # noqa: E402
 jax.config.update("jax_num_cpu_devices", 8)
 # grain and some absl-based code read flags; outside absl.app.run they must be marked parsed.
 if not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()
+  flags.FLAGS.mark_as_parsed()
