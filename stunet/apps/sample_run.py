@@ -20,21 +20,19 @@ import warnings
 from typing import Any, Callable, Sequence
 
 from absl import logging
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
 
 from stunet.data import video_write
-from stunet.diffusion import guidance as guidance_lib
 from stunet.diffusion import samplers
 from stunet.eval import gallery
 from stunet.parallel import mesh as mesh_lib
 from stunet.train import build as build_lib
 from stunet.train import checkpoint as checkpoint_lib
 from stunet.train import compat
+from stunet.train import samples as samples_lib
 from stunet.train import stages as stages_lib
 from stunet.train import state as state_lib
 
@@ -134,65 +132,6 @@ def truncated_prompts(tokenizer: Any, prompts: Sequence[str]) -> list[int]:
   return [int(i) for i in np.flatnonzero(np.asarray(mask)[:, -1])]
 
 
-class CheckpointSampler:
-  """Jitted `(params, prompts, key) -> pixels` for a stage, with a per-step callback.
-
-  Like `stunet.train.samples.Sampler` (the batch is padded to a multiple of the mesh's data
-  axes), with the sampler, steps and guidance chosen per run.
-  """
-
-  def __init__(self, setup: build_lib.StageSetup, mesh: jax.sharding.Mesh, *,
-               steps: int, sampler: str, guidance: float):
-    self.setup = setup
-    self.mesh = mesh
-    self.steps = steps
-    c = setup.config
-    axes = tuple(a for a in c.data.batch_axes if a in mesh.axis_names)
-    self.multiple = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
-    rules = tuple(tuple(r) for r in c.mesh.rules)
-    self._callback: Callable[[int], None] | None = None
-
-    def on_step(step, x):
-      del x
-      if self._callback is not None:
-        self._callback(int(step))
-
-    def run(params, ids, mask, key):
-      with nn.logical_axis_rules(rules):
-        emb = setup.text_module.apply({"params": params["text"]}, ids, mask)
-        emb = emb.astype(jnp.float32)
-        null_emb, null_mask = guidance_lib.null_text(emb.shape[1], emb.shape[2])
-
-        def denoise(x_t, cond, text_emb, text_mask):
-          return setup.model.apply({"params": params["unet"]}, x_t, cond, text_emb, text_mask,
-                                   train=False)
-
-        shape = (ids.shape[0],) + setup.example_shape
-        return samplers.sample(key, denoise, shape, emb, mask.astype(bool), null_emb,
-                               null_mask, config=c.diffusion, steps=steps, sampler=sampler,
-                               guidance=guidance, callback=on_step)
-
-    self._run = jax.jit(run)
-
-  def padded_size(self, n: int) -> int:
-    return n + (-n % self.multiple)
-
-  def __call__(self, params: Any, prompts: Sequence[str], key: jax.Array,
-               callback: Callable[[int], None] | None = None) -> np.ndarray:
-    """Pixels `[n ...]` in [-1, 1]; `callback(step)` runs after each denoising step."""
-    n = len(prompts)
-    padded = list(prompts) + [prompts[-1]] * (self.padded_size(n) - n)
-    ids, mask = self.setup.tokenizer(padded)
-    self._callback = callback
-    try:
-      with jax.set_mesh(self.mesh):
-        out = self._run(params, jnp.asarray(ids), jnp.asarray(mask), key)
-        out = jax.block_until_ready(out)
-    finally:
-      self._callback = None
-    return np.asarray(jax.device_get(out))[:n]
-
-
 def _restore_params(setup: build_lib.StageSetup, mesh: jax.sharding.Mesh, directory: str,
                     step: int | None, which: str, config_override: bool) -> tuple[Any, int]:
   """`(params, step)` of `which` ('ema' | 'raw') restored onto `mesh`."""
@@ -264,7 +203,7 @@ def sample_run(workdir: str, prompts: Sequence[str], *, stage: str = "video",
   steps = options.steps or c.diffusion.sample_steps
   sampler_name = options.sampler or c.diffusion.sampler
   guidance = c.diffusion.guidance if options.guidance is None else float(options.guidance)
-  runner = CheckpointSampler(setup, mesh, steps=steps, sampler=sampler_name, guidance=guidance)
+  runner = samples_lib.Sampler(setup, mesh, steps=steps, sampler=sampler_name, guidance=guidance)
   jobs = [(p, k) for p in range(len(prompts)) for k in range(options.num_samples)]
   size = runner.padded_size(options.batch_size or len(jobs))
   batches = [jobs[i:i + size] for i in range(0, len(jobs), size)]

@@ -8,7 +8,7 @@ animated GIF through pillow. `prompts.txt` lists the prompts in row order.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from absl import logging
 import flax.linen as nn
@@ -24,18 +24,31 @@ from stunet.train import build as build_lib
 
 
 class Sampler:
-  """Jitted `(ema_params, prompts, key) -> pixels` for one stage on one mesh."""
+  """Jitted `(params, prompts, key) -> pixels` for one stage on one mesh.
 
-  def __init__(self, setup: build_lib.StageSetup, mesh: jax.sharding.Mesh):
+  `steps`, `sampler` and `guidance` default to `config.diffusion`; the training loop uses the
+  defaults and `experiments/sample.py` chooses them per run. The batch is padded to a multiple
+  of the mesh's data axes (the model constrains activations' batch dim to them). A `callback`
+  given to `__call__` runs after every denoising step (e.g. a progress bar).
+  """
+
+  def __init__(self, setup: build_lib.StageSetup, mesh: jax.sharding.Mesh, *,
+               steps: int | None = None, sampler: str | None = None,
+               guidance: float | None = None):
     self.setup = setup
     self.mesh = mesh
-    axes = tuple(a for a in setup.config.data.batch_axes if a in mesh.axis_names)
-    # The model constrains activations' batch dim to the data axes: pad to a multiple.
-    self.multiple = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
     c = setup.config
+    axes = tuple(a for a in c.data.batch_axes if a in mesh.axis_names)
+    self.multiple = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
     rules = tuple(tuple(r) for r in c.mesh.rules)
+    self._callback: Callable[[int], None] | None = None
 
-    def run(params, ids, mask, key):
+    def on_step(step, x):
+      del x
+      if self._callback is not None:
+        self._callback(int(step))
+
+    def run(params, ids, mask, key, with_callback):
       with nn.logical_axis_rules(rules):
         emb = setup.text_module.apply({"params": params["text"]}, ids, mask)
         emb = emb.astype(jnp.float32)
@@ -47,16 +60,28 @@ class Sampler:
 
         shape = (ids.shape[0],) + setup.example_shape
         return samplers.sample(key, denoise, shape, emb, mask.astype(bool), null_emb,
-                               null_mask, config=c.diffusion)
+                               null_mask, config=c.diffusion, steps=steps, sampler=sampler,
+                               guidance=guidance, callback=on_step if with_callback else None)
 
-    self._run = jax.jit(run)
+    # Without a callback no host round trip per step is compiled in.
+    self._run = jax.jit(run, static_argnums=4)
 
-  def __call__(self, params: Any, prompts: Sequence[str], key: jax.Array) -> np.ndarray:
+  def padded_size(self, n: int) -> int:
+    return n + (-n % self.multiple)
+
+  def __call__(self, params: Any, prompts: Sequence[str], key: jax.Array,
+               callback: Callable[[int], None] | None = None) -> np.ndarray:
+    """Pixels `[n ...]` in [-1, 1]; `callback(step)` runs after each denoising step."""
     n = len(prompts)
-    padded = list(prompts) + [prompts[-1]] * (-n % self.multiple)
+    padded = list(prompts) + [prompts[-1]] * (self.padded_size(n) - n)
     ids, mask = self.setup.tokenizer(padded)
-    with jax.set_mesh(self.mesh):
-      out = self._run(params, jnp.asarray(ids), jnp.asarray(mask), key)
+    self._callback = callback
+    try:
+      with jax.set_mesh(self.mesh):
+        out = self._run(params, jnp.asarray(ids), jnp.asarray(mask), key, callback is not None)
+        out = jax.block_until_ready(out)
+    finally:
+      self._callback = None
     return np.asarray(jax.device_get(out))[:n]
 
 
