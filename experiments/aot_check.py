@@ -6,6 +6,10 @@ optimiser and EMA bytes, temporaries, peak memory against the chip's HBM, FLOPs 
 the predicted step time at the chip's peak bf16 FLOP/s and at 50% of it. Exits with status 1
 (saying by how much and which levers to pull) when the step does not fit.
 
+A frozen T5 text encoder (`text.kind='t5'`, as in the paper config) is compiled from its
+architecture alone when `text.t5_dir` is unset (`--t5_architecture`, default T5-v1.1-XXL): no
+weights or tokenizer are read, since only shapes matter to the compiler.
+
   python -m experiments.aot_check --config=experiments/configs/base.py --topology=v5p-128
   python -m experiments.aot_check --config=experiments/configs/base.py --topology=v5e-256 \
       --config.data.global_batch_size=256
@@ -28,6 +32,11 @@ _TOPOLOGY = flags.DEFINE_string(
     "v5e-N / v5litepod-N, v6e-N (N chips).")
 _NUM_SLICES = flags.DEFINE_integer("num_slices", 1, "Slices joined over DCN (multi-slice).")
 _STAGE = flags.DEFINE_string("stage", "video", "Training stage whose step is compiled.")
+_T5_ARCHITECTURE = flags.DEFINE_string(
+    "t5_architecture", "t5-v1_1-xxl",
+    "With text.kind='t5' and no text.t5_dir: the frozen T5 encoder compiled into the step, "
+    "built from this Hugging Face T5 v1.1 architecture (t5-v1_1-small/base/large/xl/xxl) with "
+    "no weights or tokenizer read from disk; only its shapes matter to the compiler.")
 flags.mark_flags_as_required(["config"])
 
 
@@ -44,7 +53,8 @@ def main(argv):
 
   try:
     topology = aot.parse_topology(_TOPOLOGY.value, _NUM_SLICES.value)
-    report = aot.check_train_step(_CONFIG.value, topology, stage=_STAGE.value)
+    report = aot.check_train_step(_CONFIG.value, topology, stage=_STAGE.value,
+                                  t5_architecture=_T5_ARCHITECTURE.value)
   except (ValueError, RuntimeError) as e:
     raise SystemExit(f"error: {e}") from None
   print(aot.format_report(report, _CONFIG.value), flush=True)

@@ -9,6 +9,11 @@ whether the run fits in each chip's HBM, and its cost analysis gives the FLOPs p
 Topology names follow Cloud TPU accelerator types: `v4-N` and `v5p-N` count TensorCores
 (two per chip, compiled in 'megacore' mode: one device per chip), `v5e-N` / `v5litepod-N` and
 `v6e-N` count chips (one core each).
+
+A frozen pre-trained T5 encoder (`text.kind='t5'`) is part of the compiled step, but its
+weights and tokenizer need not be on this machine: only shapes matter to the compiler, so
+without `text.t5_dir` the encoder is built from a named T5 architecture (`T5_ARCHITECTURES`,
+default T5-v1.1-XXL, Imagen's encoder) and the token count from `text.max_length`.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import numpy as np
 
 from stunet.data import global_batch
 from stunet.parallel import mesh as mesh_lib
+from stunet.text import t5 as t5_lib
 from stunet.train import build as build_lib
 from stunet.train import stages as stages_lib
 from stunet.train import state as state_lib
@@ -91,6 +97,50 @@ class Topology:
                          f"({self.accelerator_type}); AOT compilation needs libtpu: "
                          f"pip install 'jax[tpu]' (the stunet 'tpu' extra). Cause: {e}") from e
     return list(desc.devices)
+
+
+# Hugging Face T5 v1.1 encoders (their `config.json`s): gated-GELU feed-forward, 32128 ids.
+T5_ARCHITECTURES = {
+    name: t5_lib.T5Config(vocab_size=32128, d_model=d_model, d_kv=64, d_ff=d_ff,
+                          num_layers=layers, num_heads=heads, dense_act_fn="gelu_new",
+                          is_gated_act=True)
+    for name, d_model, d_ff, layers, heads in (
+        ("t5-v1_1-small", 512, 1024, 8, 6),
+        ("t5-v1_1-base", 768, 2048, 12, 12),
+        ("t5-v1_1-large", 1024, 2816, 24, 16),
+        ("t5-v1_1-xl", 2048, 5120, 24, 32),
+        ("t5-v1_1-xxl", 4096, 10240, 24, 64),
+    )
+}
+
+
+class ShapeOnlyTokenizer:
+  """Stands in for a tokenizer whose files are absent: it knows `max_length` and no more."""
+
+  def __init__(self, max_length: int):
+    self.max_length = max_length
+
+  def __call__(self, texts):
+    raise RuntimeError("the AOT check's T5 tokenizer is shape-only and cannot tokenize text")
+
+
+def shape_only_text_encoder(text_config: ml_collections.ConfigDict,
+                            t5_architecture: str) -> tuple[Any, Any] | None:
+  """A T5 `(tokenizer, module)` without files for `text.kind='t5'` with no `text.t5_dir`.
+
+  Returns None when the config builds its own encoder (another kind, or a `t5_dir` given).
+  """
+  if text_config.kind != "t5" or text_config.t5_dir:
+    return None
+  if t5_architecture not in T5_ARCHITECTURES:
+    raise ValueError(f"--t5_architecture={t5_architecture!r}: choose one of "
+                     f"{sorted(T5_ARCHITECTURES)}")
+  t5_config = T5_ARCHITECTURES[t5_architecture]
+  if text_config.width != t5_config.d_model:
+    raise ValueError(f"text.width={text_config.width} but {t5_architecture} produces "
+                     f"{t5_config.d_model}-dim embeddings (--t5_architecture)")
+  return (ShapeOnlyTokenizer(text_config.max_length),
+          t5_lib.T5Encoder(t5_config, name="text_encoder"))
 
 
 def _torus_shape(chips: int, dims: int) -> tuple[int, ...]:
@@ -238,10 +288,14 @@ def _oom_bytes(message: str) -> tuple[int, int]:
 
 
 def check_train_step(config: ml_collections.ConfigDict, topology: Topology,
-                     stage: str = "video") -> FitReport:
-  """Compiles the sharded train step of `stage` for `topology` and measures one device."""
+                     stage: str = "video", t5_architecture: str = "t5-v1_1-xxl") -> FitReport:
+  """Compiles the sharded train step of `stage` for `topology` and measures one device.
+
+  `t5_architecture` names the frozen T5 encoder built when `text.kind='t5'` has no `t5_dir`.
+  """
   import time  # pylint: disable=g-import-not-at-top
-  setup = build_lib.build_stage(config, stages_lib.get_stage(stage))
+  setup = build_lib.build_stage(config, stages_lib.get_stage(stage),
+                                text_encoder=shape_only_text_encoder(config.text, t5_architecture))
   c = setup.config
   devices = topology.devices()
   mesh = make_mesh(c.mesh, topology, devices)

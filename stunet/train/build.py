@@ -134,8 +134,13 @@ def _example_shape(config, unet_config: UNetConfig, modality: str) -> tuple[int,
   return (frames, res, res, unet_config.in_channels)
 
 
-def build_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage) -> StageSetup:
-  """Validates the config (naming bad fields) and builds the stage (nothing runs on devices)."""
+def build_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage,
+                text_encoder: tuple[Any, nn.Module] | None = None) -> StageSetup:
+  """Validates the config (naming bad fields) and builds the stage (nothing runs on devices).
+
+  `text_encoder`, a `(tokenizer, module)` pair, replaces the one `text.kind` builds: shape-only
+  tools (the AOT pod-fit check) pass an encoder of the right architecture without its files.
+  """
   c = stage_config(config, stage)
   diffusion_config_lib.validate(c.diffusion)
   unet_config = UNetConfig.from_config(c.model)
@@ -144,7 +149,7 @@ def build_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage) -> S
                      "stage trains unconditional-input models; conditioning channels belong to "
                      "a conditional stage")
   model = stage.build_model(unet_config)
-  tokenizer, text_module = text_factory.make_text_encoder(c.text)
+  tokenizer, text_module = text_encoder or text_factory.make_text_encoder(c.text)
   length = tokenizer.max_length
   example_shape = _example_shape(c, unet_config, stage.modality)
 

@@ -115,3 +115,36 @@ def test_oversized_batch_reports_overflow_and_fails():
   assert "15.75 GiB HBM" in r.stdout
   assert "--config.model.remat=True" in r.stdout
   assert "--config.data.global_batch_size=8192" in r.stdout
+
+
+def _text_config(**overrides):
+  from stunet.text import config as text_config_lib  # pylint: disable=g-import-not-at-top
+  c = text_config_lib.text_config()
+  c.update(overrides)
+  return c
+
+
+def test_shape_only_t5_encoder_has_the_architecture_shapes():
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  c = _text_config(kind="t5", width=512, max_length=16)
+  tokenizer, module = aot.shape_only_text_encoder(c, "t5-v1_1-small")
+  assert tokenizer.max_length == 16
+  ids, mask = jnp.zeros((2, 16), jnp.int32), jnp.ones((2, 16), bool)
+  params = jax.eval_shape(module.init, jax.random.key(0), ids, mask)
+  out = jax.eval_shape(module.apply, params, ids, mask)
+  assert out.shape == (2, 16, 512)
+  count = sum(x.size for x in jax.tree.leaves(params))
+  assert 35e6 < count < 36e6  # HF t5-v1_1-small's encoder: 35.3M parameters
+  with pytest.raises(RuntimeError, match="shape-only"):
+    tokenizer(["a caption"])
+
+
+def test_shape_only_t5_encoder_only_replaces_a_missing_t5():
+  assert aot.shape_only_text_encoder(_text_config(), "t5-v1_1-xxl") is None
+  assert aot.shape_only_text_encoder(_text_config(kind="t5", t5_dir="/some/t5"),
+                                     "t5-v1_1-xxl") is None
+  with pytest.raises(ValueError, match="--t5_architecture='t5-huge'"):
+    aot.shape_only_text_encoder(_text_config(kind="t5", width=4096), "t5-huge")
+  with pytest.raises(ValueError, match="text.width=256"):
+    aot.shape_only_text_encoder(_text_config(kind="t5", width=256), "t5-v1_1-xxl")
