@@ -1,11 +1,20 @@
 """The grain input pipeline: built TFDS dataset -> sharded, checkpointable training batches.
 
-Feeds the video model (SPEC §2) and the T2I stage: seeded global shuffle, per-process
-sharding (``process_index::process_count``), decode, random temporal crop with frame-stride
-sampling to the target fps, optional random spatial crop, optional horizontal flip (off by
-default because captions name directions; when on, 'left'/'right' are swapped in the
-caption), per-host batching, an optional tokenizer hook, prefetch, and conversion to global
-jax arrays sharded over the mesh's batch axes.
+Feeds the video model (SPEC §2) and the T2I stage: seeded global shuffle, decode, random
+temporal crop with frame-stride sampling to the target fps, optional random spatial crop,
+optional horizontal flip (off by default because captions name directions; when on,
+'left'/'right' are swapped in the caption), per-process sharding, per-host batching, an
+optional tokenizer hook, prefetch, and conversion to global jax arrays sharded over the mesh's
+batch axes.
+
+Per-process sharding keeps the global batch independent of the process count: every process
+describes the same global sequence of examples (the shuffle and each example's random crop
+and flip depend only on the seed and the example's place in it), cut into global batches, and
+reads only its own contiguous rows of each global batch, the rows its devices hold in the
+global array (`jax.make_array_from_process_local_data`). So 2 processes x 2 devices train on
+exactly the batches 1 process x 4 devices would, and no two processes read the same example.
+With several processes a final partial global batch is always dropped (it cannot be split
+into equal per-process parts).
 
 Batches are dicts:
   video      uint8 [b, t, h, w, 3]  (video modality; the train step maps it to [-1, 1])
@@ -105,6 +114,58 @@ class _Sample:
     return out
 
 
+class _ProcessRows(grain.MapDataset):
+  """Rows ``[first_row, first_row + local_batch)`` of every global batch of the parent."""
+
+  def __init__(self, parent: grain.MapDataset, global_batch_size: int, first_row: int,
+               local_batch: int):
+    super().__init__(parent)
+    self._global_batch_size = global_batch_size
+    self._first_row = first_row
+    self._local_batch = local_batch
+    self._length = len(parent) // global_batch_size * local_batch
+
+  def __len__(self) -> int:
+    return self._length
+
+  def _parent_index(self, index: int) -> int:
+    step, row = divmod(index, self._local_batch)
+    return step * self._global_batch_size + self._first_row + row
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    return self._parent[self._parent_index(index)]
+
+  def __str__(self) -> str:
+    return (f"_ProcessRows(rows {self._first_row}..{self._first_row + self._local_batch - 1} "
+            f"of {self._global_batch_size})")
+
+
+def process_first_row(sharding: jax.sharding.Sharding | None, global_batch_size: int,
+                      process_index: int, process_count: int) -> int:
+  """The first global-batch row this process feeds; its rows are contiguous.
+
+  With a sharding, the rows are those the process's devices hold (what
+  `jax.make_array_from_process_local_data` expects from it); without one, process i feeds
+  block i.
+  """
+  local_batch = global_batch_size // process_count
+  if sharding is None:
+    return process_index * local_batch
+  rows = set()
+  for device, index in sharding.devices_indices_map((global_batch_size,)).items():
+    if device.process_index == process_index:
+      rows.update(range(*index[0].indices(global_batch_size)))
+  first = min(rows) if rows else 0
+  if rows != set(range(first, first + local_batch)):
+    raise ValueError(f"process {process_index}'s devices hold global-batch rows "
+                     f"{sorted(rows)[:8]}... of {global_batch_size}, not {local_batch} "
+                     "contiguous rows; order the mesh's devices by process (mesh.shape with "
+                     "the batch axes first)")
+  return first
+
+
 def _stack(examples: Sequence[dict]) -> dict:
   batch = {k: np.stack([e[k] for e in examples]) for k in examples[0] if k != "caption"}
   batch["caption"] = [e["caption"] for e in examples]
@@ -189,14 +250,22 @@ def make_dataset(config: ml_collections.ConfigDict, *, mesh: jax.sharding.Mesh |
                                split or config.split, config.files)
   sampler = _sampler(config, src)
 
+  sharding = None if mesh is None else global_batch.batch_sharding(mesh, config.batch_axes)
+
   ds = grain.MapDataset.source(src.records).map_with_index(
       _WithIndex(len(src.records)))
-  ds = ds[process_index::process_count]
   ds = ds.seed(config.seed)
   if config.shuffle:
     ds = ds.shuffle()
   ds = ds.repeat(config.num_epochs)
+  # Random ops draw from (seed, index in the global sequence): the same on every process.
   ds = ds.map(_Decode(src.features)).random_map(sampler)
+  if process_count > 1:
+    # A caller simulating other processes (tests) has no devices of theirs to ask.
+    own_devices = sharding if process_count == jax.process_count() else None
+    first_row = process_first_row(own_devices, config.global_batch_size, process_index,
+                                  process_count)
+    ds = _ProcessRows(ds, config.global_batch_size, first_row, local_batch)
   ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=config.read_threads,
                                             prefetch_buffer_size=max(local_batch, 1) * 2))
   ds = ds.batch(local_batch, drop_remainder=drop_remainder, batch_fn=_stack)
@@ -206,7 +275,6 @@ def make_dataset(config: ml_collections.ConfigDict, *, mesh: jax.sharding.Mesh |
   elif config.prefetch_batches > 0:
     ds = grain.experimental.ThreadPrefetchIterDataset(
         ds, prefetch_buffer_size=config.prefetch_batches)
-  sharding = None if mesh is None else global_batch.batch_sharding(mesh, config.batch_axes)
   return ds.map(_Finalize(tokenizer, sharding, process_count))
 
 
@@ -223,7 +291,8 @@ def make_train_iterator(config: ml_collections.ConfigDict, *,
     mesh: device mesh; device keys become global arrays sharded over ``config.batch_axes``.
       None yields numpy batches.
     tokenizer: optional ``texts -> (ids int32 [b, L], mask bool [b, L])`` hook.
-    process_index / process_count: this process's shard (default: jax's).
+    process_index / process_count: this process's shard (default: jax's): its contiguous
+      rows of every global batch, so the global batches do not depend on the process count.
     split: overrides ``config.split`` (e.g. ``validation``).
     drop_remainder: drop a final partial batch when ``num_epochs`` is finite.
 

@@ -74,6 +74,44 @@ def test_process_shards_are_disjoint_and_cover_the_split(data_dir, process_count
   assert sum(len(s) for s in shards) == 48
 
 
+@pytest.mark.parametrize("process_count", [2, 4])
+def test_global_batches_do_not_depend_on_the_process_count(data_dir, process_count):
+  # Random crops and flips too: every process draws them from the same global sequence.
+  config = _config(data_dir, random_crop=True, resolution=12, flip=True)
+  reference = _take(pipeline.make_train_iterator(config), 8)  # crosses an epoch boundary
+  shards = [_take(pipeline.make_train_iterator(config, process_index=i,
+                                               process_count=process_count), 8)
+            for i in range(process_count)]
+  for step, batch in enumerate(reference):
+    parts = [shard[step] for shard in shards]
+    assert all(len(p["index"]) == 8 // process_count for p in parts)
+    index = np.concatenate([p["index"] for p in parts])
+    assert len(set(index.tolist())) == len(index)  # the processes read disjoint examples
+    np.testing.assert_array_equal(index, batch["index"])
+    np.testing.assert_array_equal(np.concatenate([p["video"] for p in parts]), batch["video"])
+    assert sum((p["caption"] for p in parts), []) == batch["caption"]
+
+
+def test_resume_of_one_process_shard(data_dir):
+  config = _config(data_dir, random_crop=True, resolution=12)
+  reference = _take(pipeline.make_train_iterator(config, process_index=1, process_count=2), 9)
+  it = pipeline.make_train_iterator(config, process_index=1, process_count=2)
+  _take(it, 5)
+  resumed = pipeline.make_train_iterator(config, process_index=1, process_count=2)
+  resumed.set_state(it.get_state())
+  _assert_same(_take(resumed, 4), reference[5:])
+
+
+def test_process_first_row_from_the_sharding():
+  mesh = jax.make_mesh((4,), ("data",), devices=jax.devices()[:4])
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  # All devices here belong to process 0, which therefore holds all 8 rows.
+  assert pipeline.process_first_row(sharding, 8, 0, 1) == 0
+  assert pipeline.process_first_row(None, 8, 3, 4) == 6
+  with pytest.raises(ValueError, match="process 1's devices hold global-batch rows"):
+    pipeline.process_first_row(sharding, 8, 1, 2)
+
+
 def test_epochs_reshuffle(data_dir):
   first, second = [np.concatenate([b["index"] for b in _take(it, 6)]) for it in
                    [pipeline.make_train_iterator(_config(data_dir))] * 2]

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -45,25 +46,92 @@ def data_dir(tmp_path_factory):
   return str(root)
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-  monkeypatch.delenv("XLA_FLAGS", raising=False)
+@pytest.fixture(autouse=True, scope="module")
+def _clean_env():
+  # The session's XLA_FLAGS force 8 host devices; the processes set their own device count
+  # (--cpu_devices) but keep the fast-compile flags.
+  saved = os.environ.get("XLA_FLAGS")
+  os.environ["XLA_FLAGS"] = ("--xla_backend_optimization_level=0 "
+                             "--xla_llvm_disable_expensive_passes=true")
+  yield
+  if saved is None:
+    os.environ.pop("XLA_FLAGS", None)
+  else:
+    os.environ["XLA_FLAGS"] = saved
+
+
+def _restore_params(workdir, step):
+  """The run's checkpoint restored in this (single) process on one device, as numpy."""
+  from stunet.parallel import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
+  from stunet.train import build  # pylint: disable=g-import-not-at-top
+  from stunet.train import checkpoint  # pylint: disable=g-import-not-at-top
+  from stunet.train import stages  # pylint: disable=g-import-not-at-top
+  from stunet.train import state as state_lib  # pylint: disable=g-import-not-at-top
+  from tests.train.conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  config = tiny_config(two_levels=True, mesh_shape=(1, 1, 1))
+  mesh = mesh_lib.make_mesh(config.mesh, jax.devices()[:1])
+  setup = build.build_stage(config, stages.get_stage("t2i"))
+  target = state_lib.abstract_state(setup.boxed_init, mesh, config.mesh.rules,
+                                    jax.random.key(0))
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "t2i", "checkpoints"), config.ckpt,
+                                 read_only=True)
+  state = ckpt.restore(step, target)
+  ckpt.close()
+  assert int(state.step) == step
+  return jax.tree.map(np.asarray, jax.device_get(state.params))
+
+
+def _run(tmp_path_factory, data_dir, num_processes, devices_per_process):
+  workdir = tmp_path_factory.mktemp(f"run{num_processes}x{devices_per_process}")
+  code = local.main([f"--num_processes={num_processes}",
+                     f"--devices_per_process={devices_per_process}", "--",
+                     *_train_args(workdir, data_dir)])
+  logs = {i: (workdir / "logs" / f"process_{i}.log").read_text() for i in range(num_processes)}
+  assert code == 0, logs
+  return workdir, logs
+
+
+@pytest.fixture(scope="module")
+def two_by_two(tmp_path_factory, data_dir):
+  return _run(tmp_path_factory, data_dir, 2, 2)
+
+
+@pytest.fixture(scope="module")
+def one_by_four(tmp_path_factory, data_dir):
+  return _run(tmp_path_factory, data_dir, 1, 4)
+
+
+def _losses(workdir):
+  records = [json.loads(l) for l in (workdir / "t2i" / "metrics.jsonl").read_text().splitlines()]
+  return [r["step"] for r in records], np.array([r["loss"] for r in records])
 
 
 @pytest.mark.slow
-def test_two_processes_train_and_checkpoint(tmp_path, data_dir):
-  workdir = tmp_path / "run"
-  code = local.main(["--num_processes=2", "--devices_per_process=2", "--",
-                     *_train_args(workdir, data_dir)])
-  logs = {i: (workdir / "logs" / f"process_{i}.log").read_text() for i in range(2)}
-  assert code == 0, logs
+def test_two_processes_train_and_checkpoint(two_by_two):
+  workdir, logs = two_by_two
   for i in range(2):
     assert "stage t2i: step 3 (done)" in logs[i]
   # Metrics are written once (process 0), one record per step, all finite.
-  records = [json.loads(l) for l in (workdir / "t2i" / "metrics.jsonl").read_text().splitlines()]
-  assert [r["step"] for r in records] == [1, 2, 3]
-  assert np.all(np.isfinite([r["loss"] for r in records]))
-  assert (workdir / "t2i" / "checkpoints" / "3").is_dir()
+  steps, losses = _losses(workdir)
+  assert steps == [1, 2, 3]
+  assert np.all(np.isfinite(losses))
+  # One checkpoint, written by both processes together.
+  assert sorted(p.name for p in (workdir / "t2i" / "checkpoints").iterdir()
+                if p.name.isdigit()) == ["3"]
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_with_four_devices(two_by_two, one_by_four):
+  # The global batches do not depend on the process count (per-process rows of one global
+  # sequence) and the step's randomness does not depend on the process: same run.
+  _, losses2 = _losses(two_by_two[0])
+  _, losses1 = _losses(one_by_four[0])
+  np.testing.assert_allclose(losses2, losses1, rtol=0, atol=1e-5)
+  # Both checkpoints restore in this single process (onto one device).
+  params2 = _restore_params(two_by_two[0], 3)
+  params1 = _restore_params(one_by_four[0], 3)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-5), params2,
+               params1)
 
 
 @pytest.mark.slow
