@@ -3,6 +3,10 @@
 import importlib.util
 import json
 import os
+import re
+import signal
+import subprocess
+import time
 
 import jax
 import numpy as np
@@ -132,6 +136,42 @@ def test_two_processes_match_one_process_with_four_devices(two_by_two, one_by_fo
   params1 = _restore_params(one_by_four[0], 3)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-5), params2,
                params1)
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_checkpoints_both_at_one_step(tmp_path, data_dir):
+  # The processes the launcher would start, started here so one of them can be signalled.
+  workdir = tmp_path / "run"
+  args = _train_args(workdir, data_dir, "--config.stage.t2i.num_steps=10000",
+                     "--config.ckpt.every_steps=10000")
+  port = local.free_port()
+  procs = [subprocess.Popen(local.process_command(2, args), cwd=ROOT,
+                            env=local.process_env(os.environ, port, 2, i),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           for i in range(2)]
+  try:
+    metrics_log = workdir / "t2i" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while (not metrics_log.exists() and all(p.poll() is None for p in procs)
+           and time.time() < deadline):
+      time.sleep(0.05)
+    assert metrics_log.exists(), "the run did not reach its first step"
+    procs[1].send_signal(signal.SIGTERM)  # only process 1 is told (TPU maintenance)
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  for p, out in zip(procs, outs):
+    assert p.returncode == 0, out[-3000:]
+  stopped = [int(re.search(r"stage t2i: step (\d+) \(preempted\)", out).group(1))
+             for out in outs]
+  assert stopped[0] == stopped[1] < 10000  # both stopped at the same step boundary
+  # One checkpoint, of that step, written by both processes together; it restores here.
+  assert [p.name for p in (workdir / "t2i" / "checkpoints").iterdir()
+          if p.name.isdigit()] == [str(stopped[0])]
+  _restore_params(workdir, stopped[0])
 
 
 @pytest.mark.slow
