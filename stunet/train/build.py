@@ -41,6 +41,11 @@ def stage_config(config: ml_collections.ConfigDict,
   train_config_lib.validate(config)
   c = ml_collections.ConfigDict(config.to_dict())
   c.data.modality = stage.modality
+  if c.model.cond_channels not in (0, stage.cond_channels):
+    raise ValueError(f"model.cond_channels={c.model.cond_channels}, but the {stage.name!r} "
+                     f"stage's model has {stage.cond_channels} conditioning channels (the "
+                     f"stage sets it; leave model.cond_channels at 0)")
+  c.model.cond_channels = stage.cond_channels
   if stage.name in c.stage:
     s = c.stage[stage.name]
     if s.num_steps:
@@ -49,6 +54,8 @@ def stage_config(config: ml_collections.ConfigDict,
       c.optim.learning_rate = s.learning_rate
     if s.global_batch_size:
       c.data.global_batch_size = s.global_batch_size
+  if stage.configure is not None:
+    stage.configure(c)
   c.lock()
   return c
 
@@ -66,7 +73,9 @@ class StageSetup:
   schedule: optax.Schedule
   tx: optax.GradientTransformation
   init_params: Callable[[jax.Array], Any]  # key -> boxed {'unet', 'text'} params
-  example_shape: tuple[int, ...]  # pixels of one example: (h, w, 3) or (t, h, w, 3)
+  # Pixels of one example, (h, w, 3) or (t, h, w, 3); the model input adds
+  # `unet_config.cond_channels` conditioning channels.
+  example_shape: tuple[int, ...]
   text_pretrained: bool  # the text encoder's weights come from disk and stay frozen
 
   def boxed_init(self, rng: jax.Array, parent_params: Any = None) -> state_lib.TrainState:
@@ -118,7 +127,8 @@ class StageSetup:
         model=self.model, text_module=self.text_module, labels=self.labels, tx=self.tx,
         schedule=self.schedule, diffusion=c.diffusion, modality=self.stage.modality,
         ema_decay=c.optim.ema_decay, seed=c.seed if seed is None else seed,
-        rules=tuple(tuple(r) for r in c.mesh.rules))
+        rules=tuple(tuple(r) for r in c.mesh.rules),
+        condition=self.stage.conditioning(c) if self.stage.conditioning else None)
 
 
 def _example_shape(config, unet_config: UNetConfig, modality: str) -> tuple[int, ...]:
@@ -144,10 +154,6 @@ def build_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage,
   c = stage_config(config, stage)
   diffusion_config_lib.validate(c.diffusion)
   unet_config = UNetConfig.from_config(c.model)
-  if unet_config.cond_channels:
-    raise ValueError(f"model.cond_channels={unet_config.cond_channels}: the {stage.name!r} "
-                     "stage trains unconditional-input models; conditioning channels belong to "
-                     "a conditional stage")
   model = stage.build_model(unet_config)
   tokenizer, text_module = text_encoder or text_factory.make_text_encoder(c.text)
   length = tokenizer.max_length
@@ -159,7 +165,8 @@ def build_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage,
     mask = jnp.ones((1, length), bool)
     text_params = text_module.init(text_rng, ids, mask)["params"]
     emb = text_module.apply({"params": text_params}, ids, mask)  # boxes unbox in apply
-    x = jnp.zeros((1,) + example_shape, jnp.float32)
+    x = jnp.zeros((1,) + example_shape[:-1] + (example_shape[-1] + unet_config.cond_channels,),
+                  jnp.float32)
     unet_params = model.init(unet_rng, x, jnp.zeros((1,), jnp.float32), emb, mask)["params"]
     return {"unet": unet_params, "text": text_params}
 

@@ -43,6 +43,46 @@ def stage_config() -> ml_collections.ConfigDict:
   # experiments/convert.py (needs a pre-trained text.kind); '' = the t2i stage of this workdir.
   c.video.init_from = ""
   c.video.init_from_ema = True  # inflate the EMA weights (what T2I samples use)
+  # Conditional stage (SPEC §5): the video model fine-tuned with 4 zero-initialised input
+  # channels (masked conditioning video + mask) on random image-to-video, inpainting,
+  # outpainting and cinemagraph tasks (`stunet.apps.masks.random_task`).
+  c.conditional = ml_collections.ConfigDict()
+  c.conditional.num_steps = 0
+  c.conditional.learning_rate = 0.0
+  c.conditional.global_batch_size = 0
+  c.conditional.init_from = ""  # '' = the video stage of this workdir (or as for video)
+  c.conditional.init_from_ema = True
+  c.conditional.tasks = ("image_to_video", "inpainting", "outpainting", "cinemagraph")
+  c.conditional.min_box = 0.25  # sides of the random regions, as fractions of the frame
+  c.conditional.max_box = 0.75
+  # Spatial super-resolution stage (SPEC §4): a STUNet from scratch conditioned on the
+  # bilinearly upsampled, noise-augmented low-resolution clip, trained on windows of
+  # `window_frames` frames at `resolution`; the low-resolution clip is made on device.
+  c.ssr = ml_collections.ConfigDict()
+  c.ssr.num_steps = 0
+  c.ssr.learning_rate = 0.0
+  c.ssr.global_batch_size = 0
+  c.ssr.builder_config = ""  # dataset variant at the high resolution; '' = data.builder_config
+  c.ssr.resolution = 0  # output size; 0 = data.resolution
+  c.ssr.low_resolution = 0  # input size (the base model's); 0 = resolution // 2
+  c.ssr.window_frames = 0  # T' of the training clips and sampling windows; 0 = data.frames
+  c.ssr.noise_aug_min = 0.0  # training augmentation levels t_aug ~ U[min, max]
+  c.ssr.noise_aug_max = 0.3
+  c.ssr.sample_noise_aug = 0.1  # augmentation level of the base samples at sampling
+  # Temporal MultiDiffusion at sampling: consecutive windows share `window_overlap` frames
+  # (the paper: 2), or start every `window_stride` frames when that is > 0.
+  c.ssr.window_overlap = 2
+  c.ssr.window_stride = 0
+  # Style stage (SPEC §5): the T2I model fine-tuned on one style image whose caption carries
+  # a style token; `experiments/sample.py --style_workdir` blends its spatial weights in.
+  c.t2i_style = ml_collections.ConfigDict()
+  c.t2i_style.num_steps = 0
+  c.t2i_style.learning_rate = 0.0
+  c.t2i_style.global_batch_size = 0
+  c.t2i_style.init_from = ""  # '' = the t2i stage of this workdir
+  c.t2i_style.init_from_ema = True
+  c.t2i_style.image = ""  # path of the style image (PNG/JPEG)
+  c.t2i_style.caption = "an image in sks style"  # the caption with the style token
   return c
 
 

@@ -242,8 +242,11 @@ def run_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage, workdi
   num_steps = c.optim.num_steps
   compared = compat.compared_fields(c)
 
-  ensure_data(c.data)
-  data_iter = pipeline.make_train_iterator(c.data, mesh=mesh, tokenizer=setup.tokenizer)
+  if stage.make_data is not None:
+    data_iter = stage.make_data(c, mesh=mesh, tokenizer=setup.tokenizer)
+  else:
+    ensure_data(c.data)
+    data_iter = pipeline.make_train_iterator(c.data, mesh=mesh, tokenizer=setup.tokenizer)
   ckpt = checkpoint_lib.Checkpointer(os.path.join(stage_dir, "checkpoints"), c.ckpt)
   rng = jax.random.key(c.seed)
   latest = ckpt.latest_step()
@@ -272,7 +275,10 @@ def run_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage, workdi
     return {"step": int(step), "stage": stage.name, "compared_fields": compared,
             "config_fingerprint": compat.fingerprint(compared)}
 
-  sampler = samples_lib.Sampler(setup, mesh) if c.log.num_samples else None
+  # A conditioned stage's samples need conditioning inputs the loop does not have: sample
+  # those with experiments/sample.py (--mode / --ssr_workdir).
+  sampler = (samples_lib.Sampler(setup, mesh)
+             if c.log.num_samples and not stage.cond_channels else None)
 
   def write_samples(step, state):
     if sampler is None:

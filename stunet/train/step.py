@@ -1,15 +1,17 @@
 """The pure train step `train_step(state, batch) -> (state, metrics)` (STYLE: Training step).
 
-One step: uint8 pixels -> [-1, 1] on device, caption encoding (the text encoder trains in the
-T2I stage and is frozen afterwards), the diffusion loss of SPEC §3 with classifier-free text
-dropout, gradients, the masked AdamW update and the EMA. All randomness comes from
-`fold_in(key(seed), step)`, so a resumed run draws exactly what an uninterrupted one would.
+One step: uint8 pixels -> [-1, 1] on device, the stage's conditioning channels if it has any
+(`stunet.train.conditioning`: the model then sees `concat(x_t, cond)`), caption encoding (the
+text encoder trains in the T2I stage and is frozen afterwards), the diffusion loss of SPEC §3
+with classifier-free text dropout, gradients, the masked AdamW update and the EMA. All
+randomness comes from `fold_in(key(seed), step)`, so a resumed run draws exactly what an
+uninterrupted one would.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -48,6 +50,8 @@ class StepFn:
     ema_decay: EMA decay.
     seed: run seed; the step's key is `fold_in(key(seed), step)`.
     rules: logical axis rules for the activation constraints traced inside.
+    condition: optional `(rng, x0) -> (target, cond)` (`stunet.train.conditioning`): the loss
+      is taken on `target` and `cond` is concatenated on channels to every model input.
   """
   model: nn.Module
   text_module: nn.Module
@@ -59,6 +63,7 @@ class StepFn:
   ema_decay: float
   seed: int
   rules: Any = ()
+  condition: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]] | None = None
 
   def __call__(self, state: state_lib.TrainState, batch: dict) -> tuple[state_lib.TrainState,
                                                                          dict]:
@@ -69,6 +74,10 @@ class StepFn:
     rng = jax.random.fold_in(jax.random.key(self.seed), state.step)
     loss_rng, unet_rng, text_rng = jax.random.split(rng, 3)
     x0 = to_unit_range(batch[self.modality])  # b (t) h w c
+    cond = None
+    if self.condition is not None:
+      # A key of its own (not a fourth split) keeps unconditioned stages' draws unchanged.
+      x0, cond = self.condition(jax.random.fold_in(rng, 1), x0)  # cond: b (t) h w c'
     ids, mask = batch["text_ids"], batch["text_mask"].astype(bool)  # b L
     text_trains = any(l == optimizer_lib.TRAIN for l in jax.tree.leaves(self.labels["text"]))
 
@@ -77,9 +86,11 @@ class StepFn:
       emb = self.text_module.apply({"params": params["text"]}, ids, mask,
                                    deterministic=not text_trains, rngs={"dropout": text_rng})
 
-      def denoise(x_t, cond, text_emb, text_mask):
-        return self.model.apply({"params": params["unet"]}, x_t, cond, text_emb, text_mask,
-                                train=True, rngs={"dropout": unet_rng})
+      def denoise(x_t, noise_cond, text_emb, text_mask):
+        if cond is not None:
+          x_t = jnp.concatenate([x_t, cond.astype(x_t.dtype)], axis=-1)
+        return self.model.apply({"params": params["unet"]}, x_t, noise_cond, text_emb,
+                                text_mask, train=True, rngs={"dropout": unet_rng})
 
       per_example, aux = loss_lib.diffusion_loss(loss_rng, denoise, x0, emb.astype(jnp.float32),
                                                  mask, self.diffusion)
