@@ -30,6 +30,7 @@ import numpy as np
 
 from stunet.data import global_batch
 from stunet.parallel import mesh as mesh_lib
+from stunet.parallel import sharding as sharding_lib
 from stunet.text import t5 as t5_lib
 from stunet.train import build as build_lib
 from stunet.train import stages as stages_lib
@@ -182,29 +183,6 @@ def parse_topology(accelerator_type: str, num_slices: int = 1) -> Topology:
   return Topology(accelerator_type, chip, _torus_shape(chips, chip.dims), num_slices)
 
 
-def make_mesh(mesh_config, topology: Topology, devices: Sequence[Any]) -> jax.sharding.Mesh:
-  """The config's mesh over the topology's devices; several slices split the first axis.
-
-  Across slices (DCN) only the first mesh axis (`data`) is split, as maxtext's hybrid mesh
-  does for data parallelism: gradients are reduced once per step over the slow network.
-  """
-  if topology.num_slices == 1:
-    return mesh_lib.make_mesh(mesh_config, devices)
-  from jax.experimental import mesh_utils  # pylint: disable=g-import-not-at-top
-  axes = tuple(mesh_config.axes)
-  shape = mesh_lib.resolve_shape(mesh_config.shape, len(devices))
-  if shape[0] % topology.num_slices:
-    raise ValueError(f"mesh.shape={shape}: with --num_slices={topology.num_slices} the first "
-                     f"mesh axis ({axes[0]!r}) spans the slices and must be divisible by "
-                     f"{topology.num_slices}")
-  ici = (shape[0] // topology.num_slices,) + shape[1:]
-  dcn = (topology.num_slices,) + (1,) * (len(shape) - 1)
-  grid = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices=devices,
-                                              allow_split_physical_axes=True)
-  return jax.sharding.Mesh(grid, axes,
-                           axis_types=(jax.sharding.AxisType.Auto,) * len(axes))
-
-
 @dataclasses.dataclass
 class FitReport:
   """What one device of the topology needs for one step (bytes are per device)."""
@@ -222,6 +200,8 @@ class FitReport:
   flops: float  # per device per step
   compile_seconds: float
   error: str = ""  # the compiler's RESOURCE_EXHAUSTED message, if it ran out of memory
+  what: str = "train"  # 'train': one train step; 'sample': one guided denoising step
+  sample_steps: int = 0  # denoising steps of one sample (config.diffusion.sample_steps)
 
   @property
   def hbm_bytes(self) -> int:
@@ -287,32 +267,23 @@ def _oom_bytes(message: str) -> tuple[int, int]:
           _parse_size(over.group(1)) if over else 0)
 
 
-def check_train_step(config: ml_collections.ConfigDict, topology: Topology,
-                     stage: str = "video", t5_architecture: str = "t5-v1_1-xxl") -> FitReport:
-  """Compiles the sharded train step of `stage` for `topology` and measures one device.
-
-  `t5_architecture` names the frozen T5 encoder built when `text.kind='t5'` has no `t5_dir`.
-  """
-  import time  # pylint: disable=g-import-not-at-top
+def _setup(config: ml_collections.ConfigDict, topology: Topology, stage: str,
+           t5_architecture: str):
   setup = build_lib.build_stage(config, stages_lib.get_stage(stage),
                                 text_encoder=shape_only_text_encoder(config.text, t5_architecture))
-  c = setup.config
-  devices = topology.devices()
-  mesh = make_mesh(c.mesh, topology, devices)
-  rules = tuple(tuple(r) for r in c.mesh.rules)
+  mesh = mesh_lib.make_mesh(setup.config.mesh, topology.devices())
+  rules = tuple(tuple(r) for r in setup.config.mesh.rules)
   state = state_lib.abstract_state(setup.boxed_init, mesh, rules, jax.random.key(0))
-  batch = abstract_batch(setup, mesh)
-  shardings = jax.tree.map(lambda x: x.sharding, state)
-  step = step_lib.jit_step(setup.step_fn(), shardings, {k: v.sharding for k, v in batch.items()},
-                           mesh)
-  report = FitReport(
-      topology=topology, mesh_shape=dict(mesh.shape), global_batch_size=c.data.global_batch_size,
-      param_bytes=_shard_bytes(state.params), opt_bytes=_shard_bytes(state.opt_state),
-      ema_bytes=_shard_bytes(state.ema_params), argument_bytes=0, output_bytes=0, alias_bytes=0,
-      temp_bytes=0, peak_bytes=0, flops=0.0, compile_seconds=0.0)
+  return setup, mesh, rules, state
+
+
+def _compile_and_measure(jitted, args: tuple, mesh: jax.sharding.Mesh,
+                         report: FitReport) -> FitReport:
+  """Compiles `jitted(*args)` for the mesh's devices; fills the report's memory and FLOPs."""
+  import time  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   with jax.set_mesh(mesh):
-    lowered = step.jitted.lower(state, batch)
+    lowered = jitted.lower(*args)
     try:
       compiled = lowered.compile()
     except Exception as e:  # pylint: disable=broad-except
@@ -340,6 +311,76 @@ def check_train_step(config: ml_collections.ConfigDict, topology: Topology,
   return report
 
 
+def check_train_step(config: ml_collections.ConfigDict, topology: Topology,
+                     stage: str = "video", t5_architecture: str = "t5-v1_1-xxl") -> FitReport:
+  """Compiles the sharded train step of `stage` for `topology` and measures one device.
+
+  `t5_architecture` names the frozen T5 encoder built when `text.kind='t5'` has no `t5_dir`.
+  """
+  setup, mesh, _, state = _setup(config, topology, stage, t5_architecture)
+  c = setup.config
+  batch = abstract_batch(setup, mesh)
+  shardings = jax.tree.map(lambda x: x.sharding, state)
+  step = step_lib.jit_step(setup.step_fn(), shardings, {k: v.sharding for k, v in batch.items()},
+                           mesh)
+  report = FitReport(
+      topology=topology, mesh_shape=dict(mesh.shape), global_batch_size=c.data.global_batch_size,
+      param_bytes=_shard_bytes(state.params), opt_bytes=_shard_bytes(state.opt_state),
+      ema_bytes=_shard_bytes(state.ema_params), argument_bytes=0, output_bytes=0, alias_bytes=0,
+      temp_bytes=0, peak_bytes=0, flops=0.0, compile_seconds=0.0)
+  return _compile_and_measure(step.jitted, (state, batch), mesh, report)
+
+
+def check_sample_step(config: ml_collections.ConfigDict, topology: Topology,
+                      stage: str = "video", t5_architecture: str = "t5-v1_1-xxl",
+                      batch_size: int = 0) -> FitReport:
+  """Compiles one sharded denoising step of sampling and measures one device.
+
+  The step is what `samplers.sample` repeats `diffusion.sample_steps` times: the U-Net on the
+  guidance-doubled batch (conditional and null text) with the EMA weights, and the sampler's
+  update. The text embeddings, computed once per sample, are inputs. `batch_size` clips are
+  sampled at once (0: one per data-parallel device, the smallest batch the mesh takes).
+  """
+  from stunet.diffusion import guidance as guidance_lib  # pylint: disable=g-import-not-at-top
+  from stunet.diffusion import samplers  # pylint: disable=g-import-not-at-top
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  setup, mesh, rules, state = _setup(config, topology, stage, t5_architecture)
+  c = setup.config
+  dp = global_batch.data_parallel_size(mesh, c.data.batch_axes)
+  b = batch_size or dp
+  if b % dp:
+    raise ValueError(f"--sample_batch={b} is not divisible by the data-parallel size {dp} "
+                     f"(mesh {dict(mesh.shape)})")
+  sharding = global_batch.batch_sharding(mesh, c.data.batch_axes)
+  length = setup.tokenizer.max_length
+  width = setup.text_width()
+  params = state.ema_params["unet"]
+  x_t = jax.ShapeDtypeStruct((b,) + setup.example_shape, jnp.float32, sharding=sharding)
+  emb = jax.ShapeDtypeStruct((b, length, width), jnp.float32, sharding=sharding)
+  mask = jax.ShapeDtypeStruct((b, length), jnp.bool_, sharding=sharding)
+
+  def denoise_step(unet_params, x_t, emb, mask, key):
+    with nn.logical_axis_rules(rules):
+      null_emb, null_mask = guidance_lib.null_text(length, width)
+
+      def denoise(x, noise_cond, text_emb, text_mask):
+        return setup.model.apply({"params": unet_params}, x, noise_cond, text_emb, text_mask,
+                                 train=False)
+
+      # One step of the sampler from x_t at t = 1/2: the body samplers.sample loops over.
+      return samplers.sample(key, denoise, x_t.shape, emb, mask, null_emb, null_mask,
+                             config=c.diffusion, steps=1, x_init=x_t, t_start=0.5)
+
+  jitted = jax.jit(denoise_step, out_shardings=sharding)
+  report = FitReport(
+      topology=topology, mesh_shape=dict(mesh.shape), global_batch_size=b,
+      param_bytes=_shard_bytes(params), opt_bytes=0, ema_bytes=0, argument_bytes=0,
+      output_bytes=0, alias_bytes=0, temp_bytes=0, peak_bytes=0, flops=0.0,
+      compile_seconds=0.0, what="sample", sample_steps=int(c.diffusion.sample_steps))
+  key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=sharding_lib.replicated(mesh))
+  return _compile_and_measure(jitted, (params, x_t, emb, mask, key), mesh, report)
+
+
 def _gib(n: float) -> str:
   if abs(n) < GIB:
     return f"{n / 1024**2:.2f} MiB"
@@ -349,20 +390,31 @@ def _gib(n: float) -> str:
 def levers(report: FitReport, config: ml_collections.ConfigDict) -> list[str]:
   """What to change when the step does not fit, most effective first for this config."""
   out = []
-  fsdp = report.mesh_shape.get("fsdp", 1)
-  n = math.prod(report.mesh_shape.values())
+  shape = report.mesh_shape
+  fsdp, tensor = shape.get("fsdp", 1), shape.get("tensor", 1)
+  n = math.prod(shape.values())
   state = report.param_bytes + report.opt_bytes + report.ema_bytes
-  if fsdp < n:
+  if fsdp * tensor < n:
     out.append(f"shard the state over more devices: --config.mesh.shape=(1,-1,1) puts all "
                f"{n} devices on fsdp (now {fsdp}); params+optimiser+EMA take {_gib(state)}")
-  if not config.model.remat:
+  if report.what == "train" and not config.model.remat:
     out.append("rematerialise the blocks: --config.model.remat=True")
   if config.model.dtype != "bfloat16":
     out.append("compute in bfloat16: --config.model.dtype=bfloat16")
   b = report.global_batch_size
-  if b > 1:
-    out.append(f"halve the batch: --config.data.global_batch_size={max(1, b // 2)} "
-               f"(now {b}; activations scale with it)")
+  data_parallel = n // tensor
+  batch_flag = ("--sample_batch" if report.what == "sample" else
+                "--config.data.global_batch_size")
+  if b >= 2 * data_parallel:
+    out.append(f"halve the batch: {batch_flag}={b // 2} (now {b}, "
+               f"{b // data_parallel} per data-parallel device; activations scale with it)")
+  else:
+    # One clip per device already: split each clip's activations (their channels) over a
+    # tensor axis instead, at the price of more collectives.
+    t = tensor * 4
+    out.append(f"split each clip over {t} devices: --config.mesh.shape=(1,-1,{t}) with "
+               f"{batch_flag}={max(1, n // t)} (activation channels are sharded over 'tensor'; "
+               f"now {b // data_parallel} clip per device)")
   out.append("or a topology with more chips / more HBM per chip")
   return out
 
@@ -373,9 +425,16 @@ def format_report(report: FitReport, config: ml_collections.ConfigDict) -> str:
   lines = [
       f"topology   {t.accelerator_type} x{t.num_slices} slice(s): {t.num_chips} chips "
       f"({t.topology_name}), mesh {mesh}, global batch {report.global_batch_size}",
-      f"per device params {_gib(report.param_bytes)}, optimiser {_gib(report.opt_bytes)}, "
-      f"EMA {_gib(report.ema_bytes)}",
   ]
+  if report.what == "sample":
+    lines += [
+        f"step       one guided denoising step (x{report.sample_steps} per sample, "
+        f"diffusion.sample_steps), batch {report.global_batch_size} clips",
+        f"per device EMA params {_gib(report.param_bytes)}",
+    ]
+  else:
+    lines.append(f"per device params {_gib(report.param_bytes)}, optimiser "
+                 f"{_gib(report.opt_bytes)}, EMA {_gib(report.ema_bytes)}")
   if report.error:
     lines.append(f"compile    RESOURCE_EXHAUSTED after {report.compile_seconds:.0f} s: "
                  f"{report.error}")
@@ -390,6 +449,10 @@ def format_report(report: FitReport, config: ml_collections.ConfigDict) -> str:
         f"({t.chip.peak_flops / 1e12:.0f} TFLOP/s per chip), "
         f"{report.step_seconds(0.5):.4g} s at 50%",
     ]
+    if report.what == "sample":
+      lines.append(f"sample     {report.sample_steps * report.step_seconds():.4g} s at peak, "
+                   f"{report.sample_steps * report.step_seconds(0.5):.4g} s at 50% for "
+                   f"{report.sample_steps} steps (text encoding excluded)")
   at_least = "at least " if report.error else ""
   lines.append(f"peak       {at_least}{_gib(report.peak_bytes)} of {_gib(report.hbm_bytes)} HBM "
                f"({100 * report.peak_bytes / report.hbm_bytes:.0f}%)")

@@ -3,6 +3,12 @@
 `mesh.shape` gives one size per axis of `mesh.axes` (``data, fsdp, tensor``); one entry may be
 -1 for "all remaining devices". Axis types are spelled out as Auto: the default (Explicit)
 breaks Linen convolutions with sharded kernels.
+
+Multi-slice (several TPU slices joined over the data-centre network, DCN): `mesh.dcn_shape`
+says how many slices each axis spans (default: all of them along the first axis), and the
+mesh is built as maxtext does, with `mesh_utils.create_hybrid_device_mesh`: each axis is
+`dcn_shape[i]` slices x `shape[i] / dcn_shape[i]` devices over the fast in-slice network
+(ICI), so only the collectives of the DCN axes leave a slice.
 """
 
 from __future__ import annotations
@@ -34,8 +40,36 @@ def resolve_shape(shape: Sequence[int], num_devices: int) -> tuple[int, ...]:
   return shape
 
 
+def resolve_dcn_shape(dcn_shape: Sequence[int], shape: Sequence[int],
+                      num_slices: int) -> tuple[int, ...]:
+  """`mesh.dcn_shape` checked against the mesh shape and slice count (() = slices on axis 0)."""
+  shape = tuple(shape)
+  dcn = tuple(dcn_shape) or (num_slices,) + (1,) * (len(shape) - 1)
+  if len(dcn) != len(shape):
+    raise ValueError(f"mesh.dcn_shape={dcn} needs one entry per axis of the mesh "
+                     f"(mesh.shape={shape})")
+  if any(not isinstance(d, int) or d < 1 for d in dcn):
+    raise ValueError(f"mesh.dcn_shape={dcn} entries must be positive integers")
+  if math.prod(dcn) != num_slices:
+    raise ValueError(f"mesh.dcn_shape={dcn} spans {math.prod(dcn)} slices, but the devices "
+                     f"come from {num_slices}")
+  for i, (size, slices) in enumerate(zip(shape, dcn)):
+    if size % slices:
+      raise ValueError(f"mesh.dcn_shape={dcn}: axis {i} has {size} devices (mesh.shape="
+                       f"{shape}), not divisible by its {slices} slices")
+  return dcn
+
+
+def num_slices_of(devices: Sequence[jax.Device]) -> int:
+  """Distinct `slice_index`es of the devices (1 for devices that have none, e.g. CPU)."""
+  return len({getattr(d, "slice_index", 0) for d in devices})
+
+
 def make_mesh(mesh_config, devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
-  """Mesh over `devices` (default: all) with `mesh_config.axes` and `mesh_config.shape`."""
+  """Mesh over `devices` (default: all) with `mesh_config.axes` and `mesh_config.shape`.
+
+  Devices from several slices give a hybrid (ICI x DCN) mesh laid out by `mesh.dcn_shape`.
+  """
   axes = tuple(mesh_config.axes)
   if len(axes) != len(tuple(mesh_config.shape)):
     raise ValueError(f"mesh.shape={tuple(mesh_config.shape)} needs one entry per axis of "
@@ -44,4 +78,17 @@ def make_mesh(mesh_config, devices: Sequence[jax.Device] | None = None) -> jax.s
     raise ValueError(f"mesh.axes={axes} has repeated names")
   devices = list(jax.devices() if devices is None else devices)
   shape = resolve_shape(mesh_config.shape, len(devices))
-  return jax.make_mesh(shape, axes, axis_types=(AxisType.Auto,) * len(axes), devices=devices)
+  axis_types = (AxisType.Auto,) * len(axes)
+  num_slices = num_slices_of(devices)
+  dcn_shape = tuple(mesh_config.get("dcn_shape", ()))
+  if num_slices == 1:
+    if dcn_shape and math.prod(dcn_shape) != 1:
+      raise ValueError(f"mesh.dcn_shape={dcn_shape} spans {math.prod(dcn_shape)} slices, but "
+                       "the devices come from one slice")
+    return jax.make_mesh(shape, axes, axis_types=axis_types, devices=devices)
+  from jax.experimental import mesh_utils  # pylint: disable=g-import-not-at-top
+  dcn = resolve_dcn_shape(dcn_shape, shape, num_slices)
+  ici = tuple(size // slices for size, slices in zip(shape, dcn))
+  grid = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices=devices,
+                                              allow_split_physical_axes=True)
+  return jax.sharding.Mesh(grid, axes, axis_types=axis_types)

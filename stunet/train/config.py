@@ -90,6 +90,10 @@ def mesh_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.axes = ("data", "fsdp", "tensor")
   c.shape = (1, -1, 1)  # -1 = all remaining devices
+  # Multi-slice runs: how many slices (joined over DCN) each axis of `shape` spans; the rest of
+  # each axis lies within a slice (ICI). () = all slices along the first axis (`data`), so
+  # only the gradient reduction crosses DCN.
+  c.dcn_shape = ()
   # Logical axis -> mesh axis (or None). Parameters: FSDP over their largest axes; tensor
   # parallelism over heads / MLP; activations over the batch.
   c.rules = (

@@ -117,6 +117,65 @@ def test_oversized_batch_reports_overflow_and_fails():
   assert "--config.data.global_batch_size=8192" in r.stdout
 
 
+@needs_libtpu
+def test_two_slices_form_a_hybrid_mesh():
+  # The compile-only devices of two v5e 2x2 slices; each mesh axis spans the slices that
+  # mesh.dcn_shape gives it. No compile, so it runs in a second (sub)process quickly.
+  script = """
+from stunet.parallel import aot, mesh as mesh_lib
+from stunet.train import config as train_config
+devices = aot.parse_topology("v5e-4", 2).devices()
+c = train_config.mesh_config()
+c.shape = (2, 4, 1)
+for dcn in [(), (1, 2, 1)]:
+  c.dcn_shape = dcn
+  mesh = mesh_lib.make_mesh(c, devices)
+  print(dict(mesh.shape), [[d.slice_index for d in row.flat] for row in mesh.devices])
+"""
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env.update(JAX_PLATFORMS="cpu", ALLOW_MULTIPLE_LIBTPU_LOAD="1")
+  r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True,
+                     text=True, timeout=300)
+  assert r.returncode == 0, r.stderr[-3000:]
+  lines = r.stdout.strip().splitlines()
+  # Default: the data axis crosses slices (only gradients over DCN); fsdp stays in a slice.
+  assert lines[0] == "{'data': 2, 'fsdp': 4, 'tensor': 1} [[0, 0, 0, 0], [1, 1, 1, 1]]"
+  assert lines[1] == "{'data': 2, 'fsdp': 4, 'tensor': 1} [[0, 0, 1, 1], [0, 0, 1, 1]]"
+
+
+@pytest.mark.slow
+@needs_libtpu
+def test_sample_step_on_two_slices():
+  r = _aot_check("--what=sample", "--num_slices=2", "--config.mesh.shape=(2,4,1)",
+                 "--config.mesh.dcn_shape=(2,1,1)")
+  assert r.returncode == 0, r.stdout + r.stderr
+  out = r.stdout
+  assert "x2 slice(s): 8 chips" in out and "data=2, fsdp=4" in out
+  assert "one guided denoising step (x8 per sample" in out
+  assert "batch 8 clips" in out  # one per data-parallel device
+  assert "fits       yes" in out
+  flops = float(re.search(r"flops\s+([\d.e+]+) per device", out).group(1))
+  peak_s = float(re.search(r"step time\s+([\d.e+-]+) s at peak", out).group(1))
+  sample_s = float(re.search(r"sample\s+([\d.e+-]+) s at peak", out).group(1))
+  assert flops > 1e6
+  assert sample_s == pytest.approx(8 * peak_s, rel=1e-3)
+
+
+def test_levers_when_one_clip_per_device():
+  report = aot.FitReport(
+      topology=aot.parse_topology("v5e-256"), mesh_shape={"data": 1, "fsdp": 256, "tensor": 1},
+      global_batch_size=256, param_bytes=1, opt_bytes=1, ema_bytes=1, argument_bytes=0,
+      output_bytes=0, alias_bytes=0, temp_bytes=0, peak_bytes=20 * aot.GIB, flops=0.0,
+      compile_seconds=0.0)
+  from experiments.configs import base  # pylint: disable=g-import-not-at-top
+  text = "\n".join(aot.levers(report, base.get_config()))
+  assert "halve the batch" not in text  # 128 clips cannot be split over 256 devices
+  assert "--config.mesh.shape=(1,-1,4) with --config.data.global_batch_size=64" in text
+  report.global_batch_size = 1024
+  assert "--config.data.global_batch_size=512 (now 1024, 4 per data-parallel device" in "\n".join(
+      aot.levers(report, base.get_config()))
+
+
 def _text_config(**overrides):
   from stunet.text import config as text_config_lib  # pylint: disable=g-import-not-at-top
   c = text_config_lib.text_config()

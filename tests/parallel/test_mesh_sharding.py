@@ -66,3 +66,29 @@ def test_logical_names_must_match_rank():
   mesh = mesh_lib.make_mesh(_mesh_config((1, -1, 1)))
   with pytest.raises(ValueError, match="do not match shape"):
     sharding_lib.mesh_spec(("embed",), (4, 4), mesh, RULES)
+
+
+def test_dcn_shape_defaults_to_slices_along_the_first_axis():
+  assert mesh_lib.resolve_dcn_shape((), (4, 8, 1), 2) == (2, 1, 1)
+  assert mesh_lib.resolve_dcn_shape((1, 2, 1), (4, 8, 1), 2) == (1, 2, 1)
+
+
+@pytest.mark.parametrize("dcn, message", [
+    ((2, 1), r"mesh.dcn_shape=\(2, 1\) needs one entry per axis"),
+    ((0, 2, 1), r"mesh.dcn_shape=\(0, 2, 1\) entries must be positive"),
+    ((4, 1, 1), r"mesh.dcn_shape=\(4, 1, 1\) spans 4 slices, but the devices come from 2"),
+    ((1, 1, 2), r"mesh.dcn_shape=\(1, 1, 2\): axis 2 has 1 devices"),
+])
+def test_bad_dcn_shape_is_named(dcn, message):
+  with pytest.raises(ValueError, match=message):
+    mesh_lib.resolve_dcn_shape(dcn, (4, 8, 1), 2)
+
+
+def test_dcn_shape_over_one_slice_is_refused():
+  c = _mesh_config((1, -1, 1))
+  c.dcn_shape = (2, 1, 1)
+  with pytest.raises(ValueError, match=r"mesh.dcn_shape=\(2, 1, 1\) spans 2 slices, but the "
+                     "devices come from one slice"):
+    mesh_lib.make_mesh(c)
+  c.dcn_shape = (1, 1, 1)
+  assert dict(mesh_lib.make_mesh(c).shape) == {"data": 1, "fsdp": 8, "tensor": 1}
