@@ -7,6 +7,16 @@ Reads the stage's own `config.json` from the workdir (latest checkpoint of the `
 EMA weights, unless `--stage`, `--step`, `--params=raw`). Writes per sample an mp4 and a GIF,
 a contact sheet, the XT slice and a JSON record into `--out` (default
 `<workdir>/<stage>/sampled/<step>/`); open its `index.html` in a browser.
+
+Applications (SPEC §4-§5; masks are white where pixels are generated):
+
+  --mode=i2v --image=IMG                   image-to-video (stage `conditional`)
+  --mode=inpaint --video=VID --mask=MASK   fill the white region of every frame
+  --mode=outpaint --video=VID --mask=MASK  generate the white surround of the black region
+  --mode=cinemagraph --image=IMG --mask=MASK  animate the white region only
+  --mode=v2v --video=VID --strength=0.6    SDEdit under the new prompt (stage `video`)
+  --style_workdir=RUN --style_alpha=0.75   spatial weights blended with a `t2i_style` run
+  --ssr_workdir=RUN                        upsample with an `ssr` run (temporal MultiDiffusion)
 """
 
 from absl import app
@@ -15,7 +25,28 @@ from absl import logging
 from ml_collections import config_flags
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The training run's directory.")
-_STAGE = flags.DEFINE_string("stage", "video", "Stage to sample from ('video' or 't2i').")
+_STAGE = flags.DEFINE_string("stage", None, "Stage to sample from ('video', 't2i' or "
+                             "'conditional'; default: 'conditional' for the conditional modes, "
+                             "else 'video').")
+_MODE = flags.DEFINE_enum("mode", "t2v", ["t2v", "i2v", "inpaint", "outpaint", "cinemagraph",
+                                          "v2v"], "What to generate (see the module doc).")
+_IMAGE = flags.DEFINE_string("image", None, "Input image (i2v, cinemagraph).")
+_VIDEO = flags.DEFINE_string("video", None, "Input video (inpaint, outpaint, v2v).")
+_MASK = flags.DEFINE_string("mask", None, "Mask image, white = pixels to generate (inpaint, "
+                            "outpaint, cinemagraph).")
+_STRENGTH = flags.DEFINE_float("strength", 0.6, "v2v: SDEdit noise level in [0, 1].")
+_PASTE_KNOWN = flags.DEFINE_bool("paste_known", True, "Conditional modes: paste the known "
+                                 "pixels over the output (off: the model's own reconstruction).")
+_STYLE_WORKDIR = flags.DEFINE_string("style_workdir", None, "A run with a 't2i_style' stage.")
+_STYLE_ALPHA = flags.DEFINE_float("style_alpha", 0.75, "Style weight a: spatial W = a W_style "
+                                  "+ (1 - a) W_orig.")
+_SSR_WORKDIR = flags.DEFINE_string("ssr_workdir", None, "A run with an 'ssr' stage: upsample "
+                                   "the samples with it.")
+_SSR_STEPS = flags.DEFINE_integer("ssr_steps", None, "SSR denoising steps (default: the SSR "
+                                  "run's config).")
+_SSR_MERGE = flags.DEFINE_enum("ssr_merge", "average", ["average", "independent"],
+                               "Temporal windows: MultiDiffusion averaging or independent "
+                               "windows (the seam baseline).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 _PARAMS = flags.DEFINE_enum("params", "ema", ["ema", "raw"], "EMA or raw parameters.")
 _PROMPT = flags.DEFINE_multi_string("prompt", [], "A prompt (repeatable).")
@@ -56,9 +87,18 @@ def main(argv):
         num_samples=_NUM_SAMPLES.value, seed=_SEED.value, steps=_STEPS.value,
         guidance=_GUIDANCE.value, sampler=_SAMPLER.value, params=_PARAMS.value,
         batch_size=_BATCH_SIZE.value)
+    inputs = sample_run.ModeInputs(mode=_MODE.value, image=_IMAGE.value, video=_VIDEO.value,
+                                   mask=_MASK.value, strength=_STRENGTH.value,
+                                   paste_known=_PASTE_KNOWN.value)
+    style = (sample_run.StyleOptions(workdir=_STYLE_WORKDIR.value, alpha=_STYLE_ALPHA.value)
+             if _STYLE_WORKDIR.value else None)
+    cascade = (sample_run.CascadeOptions(workdir=_SSR_WORKDIR.value, steps=_SSR_STEPS.value,
+                                         merge=_SSR_MERGE.value)
+               if _SSR_WORKDIR.value else None)
     result = sample_run.sample_run(_WORKDIR.value, prompts, stage=_STAGE.value,
                                    step=_STEP.value, options=options, out_dir=_OUT.value,
-                                   config=_CONFIG.value)
+                                   config=_CONFIG.value, inputs=inputs, style=style,
+                                   cascade=cascade)
   except (FileNotFoundError, ValueError, compat.ConfigMismatchError) as e:
     raise SystemExit(f"error: {e}") from None
   print(f"{len(result.entries)} samples from step {result.step}: {result.gallery_path}")

@@ -6,4 +6,8 @@ conditional_sampling.py  sampling with known pixels through the 7-channel model
 expand_channels.py       zero-initialised conditioning input channels for fine-tuning
 stylize.py               spatial weight interpolation with a style-tuned T2I model
 sdedit.py                video-to-video editing (SDEdit)
+ssr.py                   SSR conditioning: upsampled, noise-augmented low-resolution clip
+cascade.py               base -> SSR upsampling with temporal MultiDiffusion
+inputs.py                reading the user's images, videos and masks at the model's size
+sample_run.py            sampling a trained run: every mode, style, cascade, gallery
 """

@@ -9,6 +9,20 @@ and settings) plus an `index.html` gallery, by default into `workdir/<stage>/sam
 
 Noise depends only on the seed and the batch layout: batch `j` of the run uses
 `fold_in(key(seed), j)`, so the same command gives the same pixels on the same mesh.
+
+Beyond text-to-video (`ModeInputs`, SPEC §5):
+- `i2v`, `inpaint`, `outpaint`, `cinemagraph` sample the `conditional` stage with the
+  conditioning of `stunet.apps.masks` built from the user's image / video / mask
+  (`stunet.apps.inputs`). Mask images are white where pixels are to be generated (the
+  inpainted hole, the outpainted surround, the cinemagraph's animated region). By default the
+  known pixels are pasted over the output (`conditional_sampling.composite_known`), so the
+  given frame / still region is reproduced exactly; `paste_known=False` shows the model's own
+  reconstruction.
+- `v2v`: SDEdit of a video with the `video` stage at `strength`.
+- `StyleOptions`: the video model with its spatial weights blended with a `t2i_style` run's
+  (`stunet.apps.stylize.interpolate_spatial`).
+- `CascadeOptions`: the base clips are upsampled by an `ssr` run with temporal MultiDiffusion
+  (`stunet.apps.cascade`); the written clips are the high-resolution ones.
 """
 
 from __future__ import annotations
@@ -25,6 +39,11 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from stunet.apps import cascade as cascade_lib
+from stunet.apps import conditional_sampling
+from stunet.apps import inputs as inputs_lib
+from stunet.apps import masks
+from stunet.apps import stylize
 from stunet.data import video_write
 from stunet.diffusion import samplers
 from stunet.eval import gallery
@@ -63,6 +82,71 @@ class SampleOptions:
       raise ValueError(f"params must be one of {PARAMS}, got {self.params!r}")
     if not isinstance(self.batch_size, int) or self.batch_size < 0:
       raise ValueError(f"batch_size must be a non-negative integer, got {self.batch_size!r}")
+
+
+MODES = ("t2v", "i2v", "inpaint", "outpaint", "cinemagraph", "v2v")
+CONDITIONAL_MODES = ("i2v", "inpaint", "outpaint", "cinemagraph")
+# mode -> the inputs it needs (flag names of experiments/sample.py)
+_MODE_INPUTS = {"t2v": (), "i2v": ("image",), "inpaint": ("video", "mask"),
+                "outpaint": ("video", "mask"), "cinemagraph": ("image", "mask"),
+                "v2v": ("video",)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModeInputs:
+  """What to generate from (module doc): the mode and its input files."""
+
+  mode: str = "t2v"
+  image: str | None = None
+  video: str | None = None
+  mask: str | None = None  # white = pixels to generate
+  strength: float = 0.6  # v2v: SDEdit noise level in [0, 1]
+  paste_known: bool = True  # conditional modes: known pixels pasted over the output
+
+  def validate(self) -> None:
+    if self.mode not in MODES:
+      raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+    need = _MODE_INPUTS[self.mode]
+    for name in ("image", "video", "mask"):
+      given = getattr(self, name)
+      if name in need and not given:
+        raise ValueError(f"--mode={self.mode} needs --{name}")
+      if name not in need and given:
+        raise ValueError(f"--{name} is not used by --mode={self.mode} (it takes "
+                         f"{', '.join('--' + n for n in need) or 'no input files'})")
+    if self.mode == "v2v" and not (isinstance(self.strength, (int, float))
+                                   and 0.0 <= self.strength <= 1.0):
+      raise ValueError(f"strength must be in [0, 1], got {self.strength!r}")
+
+  def default_stage(self) -> str:
+    return "conditional" if self.mode in CONDITIONAL_MODES else "video"
+
+
+@dataclasses.dataclass(frozen=True)
+class StyleOptions:
+  """Blend the spatial weights of a `t2i_style` run into the video model."""
+  workdir: str
+  alpha: float = 0.75
+  step: int | None = None
+
+  def validate(self) -> None:
+    if not isinstance(self.alpha, (int, float)) or not 0.0 <= self.alpha <= 1.0:
+      raise ValueError(f"style_alpha must be in [0, 1], got {self.alpha!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class CascadeOptions:
+  """Upsample the base clips with an `ssr` run (temporal MultiDiffusion)."""
+  workdir: str
+  step: int | None = None
+  steps: int | None = None  # SSR denoising steps (default: the SSR run's config)
+  merge: str = "average"  # 'average' (MultiDiffusion) | 'independent' (seam baseline)
+
+  def validate(self) -> None:
+    if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
+      raise ValueError(f"ssr_steps must be a positive integer, got {self.steps!r}")
+    if self.merge not in cascade_lib.MERGES:
+      raise ValueError(f"ssr merge must be one of {cascade_lib.MERGES}, got {self.merge!r}")
 
 
 @dataclasses.dataclass
@@ -159,18 +243,84 @@ def _restore_params(setup: build_lib.StageSetup, mesh: jax.sharding.Mesh, direct
   return (state.ema_params if which == "ema" else state.params), step
 
 
-def sample_run(workdir: str, prompts: Sequence[str], *, stage: str = "video",
+# Compiled samplers of this process, keyed by everything they close over: repeated calls
+# (notebooks, benchmarks, tests) compile once per model and setting.
+_RUNNERS: dict[tuple, Any] = {}
+
+
+def _runner(cls, setup: build_lib.StageSetup, mesh: jax.sharding.Mesh, **kwargs):
+  key = (cls, setup.stage.name, setup.config.to_json_best_effort(sort_keys=True), mesh,
+         tuple(sorted(kwargs.items())))
+  if key not in _RUNNERS:
+    _RUNNERS[key] = cls(setup, mesh, **kwargs)
+  return _RUNNERS[key]
+
+
+def _load_stage(workdir: str, stage: str, step: int | None, which: str,
+                mesh: jax.sharding.Mesh | None,
+                config: ml_collections.ConfigDict | None = None):
+  """`(setup, params, step, mesh)` of a trained stage of `workdir`."""
+  run_config = load_run_config(workdir, stage)
+  base = ml_collections.ConfigDict((run_config if config is None else config).to_dict())
+  # Truncation is reported by the caller, once per prompt, whatever mode the run trained with.
+  base.text.on_truncation = "silent"
+  setup = build_lib.build_stage(base, stages_lib.get_stage(stage))
+  mesh = mesh_lib.make_mesh(setup.config.mesh) if mesh is None else mesh
+  ckpt_dir = os.path.join(stage_dir(workdir, stage), "checkpoints")
+  params, step = _restore_params(setup, mesh, ckpt_dir, step, which, config is not None)
+  return setup, params, step, mesh
+
+
+def styled_params(params: Any, style: StyleOptions, mesh: jax.sharding.Mesh) -> tuple[Any, int]:
+  """`(params, style step)`: video `params` whose spatial U-Net weights are blended with the
+  style run's (EMA) T2I weights, `a W_style + (1 - a) W`; temporal weights and the text
+  encoder unchanged."""
+  style.validate()
+  _, style_params, step, _ = _load_stage(style.workdir, "t2i_style", style.step, "ema", mesh)
+  unet = stylize.interpolate_spatial(params["unet"], style_params["unet"], style.alpha)
+  return {**params, "unet": unet}, step
+
+
+def _conditioning(inputs: ModeInputs, frames: int, resolution: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """`(model channels [1 t h w 4], known video [1 t h w 3], mask [1 t h w 1])` of a mode."""
+  image = video = region = None
+  if inputs.image:
+    image = inputs_lib.read_image(inputs.image, resolution)[None]
+  if inputs.video:
+    video = inputs_lib.read_video(inputs.video, frames, resolution)[None]
+  if inputs.mask:
+    region = inputs_lib.read_mask(inputs.mask, resolution)
+  if inputs.mode == "i2v":
+    cond, mask = masks.image_to_video(image, frames)
+  elif inputs.mode == "inpaint":
+    cond, mask = masks.inpainting(video, region)
+  elif inputs.mode == "outpaint":
+    if region.all():
+      raise ValueError(f"mask {inputs.mask!r} is white everywhere: outpainting needs a known "
+                       "(black) region to extend")
+    cond, mask = masks.outpainting(video, ~region)
+  else:
+    cond, mask = masks.cinemagraph(image, region, frames)
+  cond, mask = np.asarray(cond), np.asarray(mask)
+  return np.concatenate([cond * mask, mask], axis=-1), cond, mask
+
+
+def sample_run(workdir: str, prompts: Sequence[str], *, stage: str | None = None,
                step: int | None = None, options: SampleOptions = SampleOptions(),
                out_dir: str | None = None,
                config: ml_collections.ConfigDict | None = None,
                mesh: jax.sharding.Mesh | None = None, progress: bool = True,
-               on_step: Callable[[int], None] | None = None) -> SampleResult:
+               on_step: Callable[[int], None] | None = None,
+               inputs: ModeInputs = ModeInputs(), style: StyleOptions | None = None,
+               cascade: CascadeOptions | None = None) -> SampleResult:
   """Samples `options.num_samples` clips per prompt from a stage of `workdir` (module doc).
 
   Args:
     workdir: the training run's directory.
     prompts: non-empty texts (see `read_prompts`); over-long ones are truncated with a warning.
-    stage: 'video' or 't2i'.
+    stage: 'video', 't2i' or 'conditional' (default: 'conditional' for the conditional modes
+      of `inputs`, else 'video').
     step: checkpoint step (default: the latest).
     options: sampling settings.
     out_dir: output folder (default `workdir/<stage>/sampled/<step>`).
@@ -179,21 +329,37 @@ def sample_run(workdir: str, prompts: Sequence[str], *, stage: str = "video",
     mesh: default: `config.mesh` over all devices.
     progress: show a progress bar over denoising steps.
     on_step: extra `(step)` callback after each denoising step.
+    inputs: the mode and its input files (`ModeInputs`).
+    style: blend in a style run's spatial weights (video stage).
+    cascade: upsample with an SSR run.
   """
   options.validate()
+  inputs.validate()
+  for extra in (style, cascade):
+    if extra is not None:
+      extra.validate()
   prompts = read_prompts(prompts)
-  stage_obj = stages_lib.get_stage(stage)
-  run_config = load_run_config(workdir, stage)
-  base = run_config if config is None else config
-  base = ml_collections.ConfigDict(base.to_dict())
-  # Truncation is reported here, once per prompt, whatever mode the run trained with.
-  base.text.on_truncation = "silent"
-  setup = build_lib.build_stage(base, stage_obj)
+  stage = stage or inputs.default_stage()
+  stages_lib.get_stage(stage)  # unknown stage: ValueError naming the registered ones
+  if stage == "ssr":
+    raise ValueError("the 'ssr' stage upsamples base samples: pass its workdir as "
+                     "--ssr_workdir (CascadeOptions) with the base run's --workdir")
+  if inputs.mode in CONDITIONAL_MODES and stage != "conditional":
+    raise ValueError(f"--mode={inputs.mode} samples the 'conditional' stage, got "
+                     f"--stage={stage}")
+  if inputs.mode == "v2v" and stage != "video":
+    raise ValueError(f"--mode=v2v edits with the 'video' stage, got --stage={stage}")
+  if style is not None and stage != "video":
+    raise ValueError(f"a style is blended into the 'video' stage's model, got --stage={stage}")
+  setup, params, step, mesh = _load_stage(workdir, stage, step, options.params, mesh, config)
   c = setup.config
-  mesh = mesh_lib.make_mesh(c.mesh) if mesh is None else mesh
-  ckpt_dir = os.path.join(stage_dir(workdir, stage), "checkpoints")
-  params, step = _restore_params(setup, mesh, ckpt_dir, step, options.params,
-                                 config is not None)
+  if style is not None:
+    params, style_step = styled_params(params, style, mesh)
+  cond = known = known_mask = x_init = None
+  if inputs.mode in CONDITIONAL_MODES:
+    cond, known, known_mask = _conditioning(inputs, c.data.frames, c.data.resolution)
+  elif inputs.mode == "v2v":
+    x_init = inputs_lib.read_video(inputs.video, c.data.frames, c.data.resolution)[None]
 
   cut = truncated_prompts(setup.tokenizer, prompts)
   for i in cut:
@@ -203,7 +369,8 @@ def sample_run(workdir: str, prompts: Sequence[str], *, stage: str = "video",
   steps = options.steps or c.diffusion.sample_steps
   sampler_name = options.sampler or c.diffusion.sampler
   guidance = c.diffusion.guidance if options.guidance is None else float(options.guidance)
-  runner = samples_lib.Sampler(setup, mesh, steps=steps, sampler=sampler_name, guidance=guidance)
+  runner = _runner(samples_lib.Sampler, setup, mesh, steps=steps, sampler=sampler_name,
+                   guidance=guidance)
   jobs = [(p, k) for p in range(len(prompts)) for k in range(options.num_samples)]
   size = runner.padded_size(options.batch_size or len(jobs))
   batches = [jobs[i:i + size] for i in range(0, len(jobs), size)]
@@ -219,16 +386,35 @@ def sample_run(workdir: str, prompts: Sequence[str], *, stage: str = "video",
           on_step(s)
 
       key = jax.random.fold_in(jax.random.key(options.seed), j)
-      pixels.append(runner(params, [prompts[p] for p, _ in batch], key, callback=callback))
+      pixels.append(runner(params, [prompts[p] for p, _ in batch], key, callback=callback,
+                           cond=cond, x_init=x_init,
+                           strength=inputs.strength if x_init is not None else 1.0))
   pixels = np.concatenate(pixels)
+  if known is not None and inputs.paste_known:
+    pixels = np.asarray(conditional_sampling.composite_known(pixels, known, known_mask))
+
+  settings = {"stage": stage, "step": step, "params": options.params, "sampler": sampler_name,
+              "steps": steps, "guidance": guidance, "eta": c.diffusion.eta,
+              "thresholding": c.diffusion.thresholding, "batch_size": size,
+              "mode": inputs.mode}
+  for name in _MODE_INPUTS[inputs.mode]:
+    settings[name] = os.path.abspath(getattr(inputs, name))
+  if inputs.mode == "v2v":
+    settings["strength"] = inputs.strength
+  if inputs.mode in CONDITIONAL_MODES:
+    settings["paste_known"] = inputs.paste_known
+  if style is not None:
+    settings.update(style_workdir=os.path.abspath(style.workdir), style_alpha=style.alpha,
+                    style_step=style_step)
+  if cascade is not None:
+    pixels, ssr_settings = _upsample(cascade, pixels, jobs, prompts, size, options, guidance,
+                                     sampler_name, c, mesh, progress, on_step)
+    settings.update(ssr_settings)
 
   out_dir = out_dir or os.path.join(stage_dir(workdir, stage), "sampled", str(step))
   video = video_write.to_uint8(pixels)
   if video.ndim == 4:
     video = video[:, None]  # images: one-frame clips
-  settings = {"stage": stage, "step": step, "params": options.params, "sampler": sampler_name,
-              "steps": steps, "guidance": guidance, "eta": c.diffusion.eta,
-              "thresholding": c.diffusion.thresholding, "batch_size": size}
   entries = []
   if jax.process_index() == 0:
     for i, (p, k) in enumerate(jobs):
@@ -244,3 +430,46 @@ def sample_run(workdir: str, prompts: Sequence[str], *, stage: str = "video",
     gallery_path = os.path.join(out_dir, "index.html")
   return SampleResult(out_dir=out_dir, step=step, entries=entries, pixels=pixels,
                       gallery_path=gallery_path)
+
+
+def _upsample(cascade: CascadeOptions, pixels: np.ndarray, jobs, prompts, size: int,
+              options: SampleOptions, guidance: float, sampler_name: str,
+              base_config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, progress: bool,
+              on_step: Callable[[int], None] | None) -> tuple[np.ndarray, dict]:
+  """The base clips `pixels` upsampled by the SSR run of `cascade` (same batches)."""
+  setup, params, step, _ = _load_stage(cascade.workdir, "ssr", cascade.step, options.params,
+                                       mesh)
+  c = setup.config
+  if pixels.ndim != 5:
+    raise ValueError("the SSR cascade upsamples videos; sample the 'video' stage")
+  low = int(c.stage.ssr.low_resolution)
+  if pixels.shape[2] != low:
+    raise ValueError(f"the SSR run in {cascade.workdir} upsamples {low}x{low} clips but the "
+                     f"base model makes {pixels.shape[2]}x{pixels.shape[3]}")
+  if base_config.text.to_dict() != c.text.to_dict():
+    logging.info("the SSR run encodes prompts with its own text encoder")
+  steps = cascade.steps or c.diffusion.sample_steps
+  runner = _runner(cascade_lib.SSRSampler, setup, mesh, steps=steps, sampler=sampler_name,
+                   guidance=guidance, merge=cascade.merge)
+  layout = cascade_lib.window_layout(c, pixels.shape[1])
+  out = []
+  batches = range(0, len(jobs), size)
+  for j, start in enumerate(batches):
+    desc = f"ssr {j + 1}/{len(batches)}" if len(batches) > 1 else "ssr"
+    with tqdm.tqdm(total=steps, desc=desc, unit="step", disable=not progress) as bar:
+
+      def callback(s, bar=bar):
+        bar.update(1)
+        if on_step is not None:
+          on_step(s)
+
+      key = jax.random.fold_in(jax.random.fold_in(jax.random.key(options.seed), j), 1)
+      batch = jobs[start:start + size]
+      out.append(runner(params, [prompts[p] for p, _ in batch], pixels[start:start + size], key,
+                        callback=callback))
+  settings = {"ssr_workdir": os.path.abspath(cascade.workdir), "ssr_step": step,
+              "ssr_steps": steps, "ssr_merge": cascade.merge,
+              "ssr_resolution": int(c.stage.ssr.resolution),
+              "ssr_noise_aug": float(c.stage.ssr.sample_noise_aug),
+              "ssr_window_starts": list(layout.starts), "ssr_window": layout.window}
+  return np.concatenate(out), settings

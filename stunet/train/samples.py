@@ -16,8 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stunet.apps import sdedit
 from stunet.data import video_write
 from stunet.diffusion import guidance as guidance_lib
+from stunet.diffusion import multidiffusion
 from stunet.diffusion import samplers
 from stunet.eval import contact_sheet
 from stunet.train import build as build_lib
@@ -27,9 +29,11 @@ class Sampler:
   """Jitted `(params, prompts, key) -> pixels` for one stage on one mesh.
 
   `steps`, `sampler` and `guidance` default to `config.diffusion`; the training loop uses the
-  defaults and `experiments/sample.py` chooses them per run. The batch is padded to a multiple
-  of the mesh's data axes (the model constrains activations' batch dim to them). A `callback`
-  given to `__call__` runs after every denoising step (e.g. a progress bar).
+  defaults and `experiments/sample.py` chooses them per run. Conditioned models get their
+  conditioning channels per call (`cond`), and SDEdit starts from given clips (`x_init`).
+  The batch is padded to a multiple of the mesh's data axes (the model constrains
+  activations' batch dim to them). A `callback` given to `__call__` runs after every
+  denoising step (e.g. a progress bar).
   """
 
   def __init__(self, setup: build_lib.StageSetup, mesh: jax.sharding.Mesh, *,
@@ -48,41 +52,76 @@ class Sampler:
       if self._callback is not None:
         self._callback(int(step))
 
-    def run(params, ids, mask, key, with_callback):
+    def run(params, ids, mask, key, cond, x_init, with_callback, strength):
       with nn.logical_axis_rules(rules):
         emb = setup.text_module.apply({"params": params["text"]}, ids, mask)
         emb = emb.astype(jnp.float32)
         null_emb, null_mask = guidance_lib.null_text(emb.shape[1], emb.shape[2])
 
-        def denoise(x_t, cond, text_emb, text_mask):
-          return setup.model.apply({"params": params["unet"]}, x_t, cond, text_emb, text_mask,
-                                   train=False)
+        def denoise(x_t, noise_cond, text_emb, text_mask):
+          if cond is not None:  # guidance doubles the batch: repeat the conditioning
+            x_t = jnp.concatenate(
+                [x_t, multidiffusion.tile_batch(cond, x_t.shape[0], "cond").astype(x_t.dtype)],
+                axis=-1)
+          return setup.model.apply({"params": params["unet"]}, x_t, noise_cond, text_emb,
+                                   text_mask, train=False)
 
+        kwargs = dict(config=c.diffusion, steps=steps, sampler=sampler, guidance=guidance,
+                      callback=on_step if with_callback else None)
+        if x_init is not None:
+          return sdedit.sdedit(key, denoise, x_init, strength, emb, mask.astype(bool),
+                               null_emb, null_mask, **kwargs)
         shape = (ids.shape[0],) + setup.example_shape
         return samplers.sample(key, denoise, shape, emb, mask.astype(bool), null_emb,
-                               null_mask, config=c.diffusion, steps=steps, sampler=sampler,
-                               guidance=guidance, callback=on_step if with_callback else None)
+                               null_mask, **kwargs)
 
     # Without a callback no host round trip per step is compiled in.
-    self._run = jax.jit(run, static_argnums=4)
+    self._run = jax.jit(run, static_argnums=(6, 7))
 
   def padded_size(self, n: int) -> int:
     return n + (-n % self.multiple)
 
   def __call__(self, params: Any, prompts: Sequence[str], key: jax.Array,
-               callback: Callable[[int], None] | None = None) -> np.ndarray:
-    """Pixels `[n ...]` in [-1, 1]; `callback(step)` runs after each denoising step."""
+               callback: Callable[[int], None] | None = None, *,
+               cond: np.ndarray | None = None, x_init: np.ndarray | None = None,
+               strength: float = 1.0) -> np.ndarray:
+    """Pixels `[n ...]` in [-1, 1]; `callback(step)` runs after each denoising step.
+
+    Args:
+      cond: conditioning channels `[n ... c']` (or `[1 ...]` for all) concatenated to the
+        noisy input at every step, for stages with `model.cond_channels = c'`.
+      x_init: with `strength`: SDEdit (`stunet.apps.sdedit`) of these clips `[n ...]` (or
+        `[1 ...]`) in [-1, 1] instead of sampling from noise.
+    """
     n = len(prompts)
-    padded = list(prompts) + [prompts[-1]] * (self.padded_size(n) - n)
+    size = self.padded_size(n)
+    padded = list(prompts) + [prompts[-1]] * (size - n)
     ids, mask = self.setup.tokenizer(padded)
+    want = self.setup.unet_config.cond_channels
+    if (cond is None) != (want == 0) or (cond is not None and cond.shape[-1] != want):
+      got = "none" if cond is None else cond.shape[-1]
+      raise ValueError(f"the {self.setup.stage.name!r} model takes {want} conditioning "
+                       f"channels, got {got}")
+    cond, x_init = (None if a is None else jnp.asarray(_pad_batch(np.asarray(a), n, size))
+                    for a in (cond, x_init))
     self._callback = callback
     try:
       with jax.set_mesh(self.mesh):
-        out = self._run(params, jnp.asarray(ids), jnp.asarray(mask), key, callback is not None)
+        out = self._run(params, jnp.asarray(ids), jnp.asarray(mask), key, cond, x_init,
+                        callback is not None, float(strength))
         out = jax.block_until_ready(out)
     finally:
       self._callback = None
     return np.asarray(jax.device_get(out))[:n]
+
+
+def _pad_batch(a: np.ndarray, n: int, size: int) -> np.ndarray:
+  """`[n ...]` or `[1 ...]` -> `[size ...]`, repeating the last row."""
+  if a.shape[0] == 1:
+    return np.repeat(a, size, axis=0)
+  if a.shape[0] != n:
+    raise ValueError(f"conditioning has batch {a.shape[0]}; expected 1 or {n}")
+  return np.concatenate([a, np.repeat(a[-1:], size - n, axis=0)])
 
 
 def _write_video(path_stem: str, frames: np.ndarray, fps: int) -> str:

@@ -113,7 +113,9 @@ def test_no_checkpoint_with_a_config_but_no_steps(tmp_path, data_dir):  # noqa: 
 
 
 def test_unknown_stage(tmp_path):
-  with pytest.raises(ValueError, match="unknown stage 'ssr'"):
+  with pytest.raises(ValueError, match="unknown stage 'no_such_stage'"):
+    sample_run.sample_run(str(tmp_path), ["a prompt"], stage="no_such_stage", progress=False)
+  with pytest.raises(ValueError, match="upsamples base samples: pass its workdir as"):
     sample_run.sample_run(str(tmp_path), ["a prompt"], stage="ssr", progress=False)
 
 

@@ -1,0 +1,107 @@
+"""Base -> SSR cascade: spatial super-resolution with temporal MultiDiffusion (SPEC §4).
+
+The SSR model (stage `ssr`) was trained on windows of ``T'`` frames. `SSRSampler` upsamples a
+``T``-frame base clip: the conditioning (`stunet.apps.ssr.condition` at the fixed level
+``stage.ssr.sample_noise_aug``) covers the whole clip, and the clip is denoised on overlapping
+windows (``stage.ssr.window_overlap`` / ``window_stride``) merged by averaging at every step
+(`stunet.diffusion.multidiffusion.sample`), or, as the seam baseline, with every window
+sampled on its own (``merge='independent'``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stunet.apps import ssr
+from stunet.diffusion import guidance as guidance_lib
+from stunet.diffusion import multidiffusion
+from stunet.train import build as build_lib
+
+MERGES = multidiffusion.MERGES
+
+
+def window_layout(config, frames: int) -> multidiffusion.WindowLayout:
+  """The sampling windows of an SSR run's config for a clip of ``frames`` frames."""
+  s = config.stage.ssr
+  window = min(int(s.window_frames), frames)
+  if s.window_stride:
+    return multidiffusion.window_layout(frames, window, stride=min(int(s.window_stride), window))
+  return multidiffusion.window_layout(frames, window, overlap=min(int(s.window_overlap),
+                                                                  window - 1))
+
+
+class SSRSampler:
+  """Jitted `(params, prompts, low, key) -> high-resolution clips` for an `ssr` stage setup."""
+
+  def __init__(self, setup: build_lib.StageSetup, mesh: jax.sharding.Mesh, *,
+               steps: int | None = None, sampler: str | None = None,
+               guidance: float | None = None, merge: str = "average"):
+    if setup.stage.name != "ssr":
+      raise ValueError(f"SSRSampler needs the 'ssr' stage, got {setup.stage.name!r}")
+    if merge not in MERGES:
+      raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
+    self.setup, self.mesh, self.merge = setup, mesh, merge
+    c = setup.config
+    self.low_resolution = int(c.stage.ssr.low_resolution)
+    self.resolution = int(c.stage.ssr.resolution)
+    axes = tuple(a for a in c.data.batch_axes if a in mesh.axis_names)
+    self.multiple = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
+    rules = tuple(tuple(r) for r in c.mesh.rules)
+    self._callback: Callable[[int], None] | None = None
+
+    def on_step(step, x):
+      del x
+      if self._callback is not None:
+        self._callback(int(step))
+
+    def run(params, ids, mask, low, key, with_callback):
+      with nn.logical_axis_rules(rules):
+        emb = setup.text_module.apply({"params": params["text"]}, ids, mask)
+        emb = emb.astype(jnp.float32)
+        null_emb, null_mask = guidance_lib.null_text(emb.shape[1], emb.shape[2])
+        aug_key, sample_key = jax.random.split(key)
+        cond = ssr.condition(aug_key, low, self.resolution, c.stage.ssr.sample_noise_aug,
+                             c.diffusion)
+
+        def denoise(x_t, noise_cond, text_emb, text_mask):
+          return setup.model.apply({"params": params["unet"]}, x_t, noise_cond, text_emb,
+                                   text_mask, train=False)
+
+        frames = low.shape[1]
+        shape = (low.shape[0], frames, self.resolution, self.resolution, 3)
+        fn = multidiffusion.sample if merge == "average" else multidiffusion.sample_independent
+        return fn(sample_key, denoise, shape, emb, mask.astype(bool), null_emb, null_mask,
+                  layout=window_layout(c, frames), config=c.diffusion, cond=cond, steps=steps,
+                  sampler=sampler, guidance=guidance,
+                  callback=on_step if with_callback else None)
+
+    self._run = jax.jit(run, static_argnums=5)
+
+  def __call__(self, params: Any, prompts: Sequence[str], low: np.ndarray, key: jax.Array,
+               callback: Callable[[int], None] | None = None) -> np.ndarray:
+    """Upsamples ``low [n T h w 3]`` in [-1, 1] (one prompt per clip) to ``[n T H W 3]``."""
+    low = np.asarray(low, np.float32)
+    if low.ndim != 5 or low.shape[2:] != (self.low_resolution, self.low_resolution, 3):
+      raise ValueError(f"the SSR model upsamples {self.low_resolution}x{self.low_resolution} "
+                       f"clips [n, T, h, w, 3], got shape {low.shape}")
+    if len(prompts) != low.shape[0]:
+      raise ValueError(f"{len(prompts)} prompts for {low.shape[0]} clips")
+    n = len(prompts)
+    size = n + (-n % self.multiple)
+    padded = list(prompts) + [prompts[-1]] * (size - n)
+    low = np.concatenate([low, np.repeat(low[-1:], size - n, axis=0)])
+    ids, mask = self.setup.tokenizer(padded)
+    self._callback = callback
+    try:
+      with jax.set_mesh(self.mesh):
+        out = self._run(params, jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(low), key,
+                        callback is not None)
+        out = jax.block_until_ready(out)
+    finally:
+      self._callback = None
+    return np.asarray(jax.device_get(out))[:n]
