@@ -21,4 +21,7 @@ def get_config(arg=None):
   c.text.update(dict(max_length=128, width=64, depth=2, heads=2))
   c.diffusion.sample_steps = 32
   c.optim.update(dict(num_steps=1000, warmup_steps=50, learning_rate=5e-4))
+  # SSR stage: 32 -> 64 px on windows of 8 frames, trained on the 64 px dataset variant.
+  c.stage.ssr.update(dict(builder_config="r64_f16_fps16", resolution=64, low_resolution=32,
+                          window_frames=8))
   return c

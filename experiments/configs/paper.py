@@ -30,4 +30,8 @@ def get_config(arg=None):
       temporal_attention_levels=(-1,), dtype="bfloat16", remat=True))
   c.text.update(dict(kind="t5", max_length=128, width=4096))
   c.optim.update(dict(num_steps=500_000, warmup_steps=10_000, learning_rate=1e-4))
+  # SSR stage: 128 -> 1024 px (the paper's output) on windows of 16 frames (T' must divide by
+  # the temporal factors' product, 16); needs a dataset of >= 1024 px clips
+  # (`stage.ssr.builder_config`).
+  c.stage.ssr.update(dict(resolution=1024, low_resolution=128, window_frames=16))
   return c
