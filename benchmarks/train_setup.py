@@ -1,0 +1,176 @@
+"""The library's real train step, built for a benchmark shape on one device.
+
+`TrainStepSetup` resolves an experiment config (`tiny`, `demo`, `base`, ...) with overrides of
+the video size, batch, dtype and any `model.*` field, builds the stage exactly as
+`experiments/train.py` does (`stunet.train.build.build_stage`), and lowers the jitted step
+(`stunet.train.step.jit_step`) on a one-device mesh. Lowering and compiling need only
+abstract shapes (`compile_abstract`), so XLA's cost and memory analyses work for sizes that
+would not run here; `init_state` / `make_batch` produce concrete inputs for timing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from stunet.data import global_batch
+from stunet.parallel import mesh as mesh_lib
+from stunet.train import build
+from stunet.train import optimizer as optimizer_lib
+from stunet.train import stages
+from stunet.train import state as state_lib
+from stunet.train import step as step_lib
+
+CAPTION = "a red circle moves left over a blue square"
+
+# `--quick` runs: the tiny config cut to two levels (one spatial and one temporal
+# down-sampling, attention at the coarser level): the same kinds of layers, less to compile.
+QUICK_MODEL = dict(channel_mult=(1, 2), num_res_blocks=(1, 1), attention_levels=(False, True),
+                   num_heads=(2, 2), temporal_factors=(2,))
+
+
+def parse_case(case: str) -> tuple[str, int, int]:
+  """'demo:16x32x32' -> ('demo', 16, 32)."""
+  try:
+    name, size = case.split(":")
+    frames, height, width = (int(v) for v in size.lower().split("x"))
+  except ValueError as e:
+    raise ValueError(f"--cases entry {case!r} must look like config:TxHxW, e.g. demo:16x32x32"
+                     ) from e
+  if height != width:
+    raise ValueError(f"--cases entry {case!r}: frames must be square (H = W)")
+  return name, frames, height
+
+
+def random_state(abstract_state, seed: int = 0):
+  """A state of the abstract shapes/shardings with small random floats (non-negative, so
+  Adam's second moments stay valid) and zero integers, built on the host."""
+  rng = np.random.default_rng(seed)
+
+  def leaf(x):
+    if np.issubdtype(x.dtype, np.floating) or x.dtype == jax.numpy.bfloat16:
+      value = (0.01 * rng.random(x.shape, np.float32)).astype(x.dtype)
+    else:
+      value = np.zeros(x.shape, x.dtype)
+    return jax.device_put(value, x.sharding)
+  return jax.tree.map(leaf, abstract_state)
+
+
+def count_params(abstract_state, labels) -> tuple[int, int]:
+  """(all parameters, trainable parameters) of a state's `params`."""
+  sizes = jax.tree.leaves(jax.tree.map(lambda x: int(np.prod(x.shape)), abstract_state.params))
+  trainable = jax.tree.leaves(jax.tree.map(
+      lambda l, x: int(np.prod(x.shape)) if l == optimizer_lib.TRAIN else 0, labels,
+      abstract_state.params))
+  return sum(sizes), sum(trainable)
+
+
+def load_config(name: str) -> ml_collections.ConfigDict:
+  """`experiments/configs/<name>.py`'s config."""
+  return importlib.import_module(f"experiments.configs.{name}").get_config()
+
+
+def benchmark_config(name: str, *, frames: int, resolution: int, batch: int,
+                     dtype: str | None = None, remat: bool | None = None,
+                     **model_overrides) -> ml_collections.ConfigDict:
+  """Config `name` at video size `batch x frames x resolution^2`, one-device mesh."""
+  c = load_config(name)
+  c.data.frames, c.data.resolution, c.data.global_batch_size = frames, resolution, batch
+  if dtype is not None:
+    c.model.dtype = dtype
+  if remat is not None:
+    c.model.remat = remat
+  for key, value in model_overrides.items():
+    if key not in c.model:
+      raise ValueError(f"unknown model field {key!r} in benchmark overrides")
+    c.model[key] = value
+  c.mesh.shape = (1, 1, 1)
+  c.text.on_truncation = "silent"
+  return c
+
+
+@dataclasses.dataclass
+class TrainStepSetup:
+  """A stage's jitted train step on one device, for config `config`."""
+
+  config: ml_collections.ConfigDict
+  stage_name: str = "video"
+
+  def __post_init__(self):
+    self.setup = build.build_stage(self.config, stages.get_stage(self.stage_name))
+    self.mesh = mesh_lib.make_mesh(self.config.mesh, jax.devices()[:1])
+    self.rules = tuple(tuple(r) for r in self.config.mesh.rules)
+    self.batch_sharding = global_batch.batch_sharding(self.mesh, self.config.data.batch_axes)
+    keys = (self.setup.stage.modality, "text_ids", "text_mask")
+    self.state_shardings = state_lib.state_shardings(
+        jax.eval_shape(self.setup.boxed_init, jax.random.key(0)), self.mesh, self.rules)
+    self.step = step_lib.jit_step(self.setup.step_fn(), self.state_shardings,
+                                  {k: self.batch_sharding for k in keys}, self.mesh)
+    self.compiled = None
+    self.compile_seconds = float("nan")
+
+  @property
+  def batch_size(self) -> int:
+    return int(self.config.data.global_batch_size)
+
+  @property
+  def frames(self) -> int:
+    return int(self.config.data.frames)
+
+  def abstract_state(self):
+    return state_lib.abstract_state(self.setup.boxed_init, self.mesh, self.rules,
+                                    jax.random.key(0))
+
+  def abstract_batch(self) -> dict:
+    b = self.batch_size
+    length = self.setup.tokenizer.max_length
+    sharding = self.batch_sharding
+    return {
+        self.setup.stage.modality: jax.ShapeDtypeStruct((b,) + self.setup.example_shape,
+                                                        jnp.uint8, sharding=sharding),
+        "text_ids": jax.ShapeDtypeStruct((b, length), jnp.int32, sharding=sharding),
+        "text_mask": jax.ShapeDtypeStruct((b, length), jnp.int32, sharding=sharding),
+    }
+
+  def compile_abstract(self):
+    """Lowers and compiles the step for abstract inputs; returns the compiled executable."""
+    start = time.perf_counter()
+    with jax.set_mesh(self.mesh):
+      lowered = self.step.jitted.lower(self.abstract_state(), self.abstract_batch())
+      self.compiled = lowered.compile()
+    self.compile_seconds = time.perf_counter() - start
+    return self.compiled
+
+  def init_state(self) -> Any:
+    state, _ = state_lib.create_sharded_state(self.setup.boxed_init, self.mesh, self.rules,
+                                              jax.random.key(0))
+    return state
+
+  def make_batch(self, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    b = self.batch_size
+    ids, mask = self.setup.tokenizer([CAPTION] * b)
+    pixels = rng.integers(0, 256, (b,) + self.setup.example_shape, dtype=np.uint8)
+    batch = {self.setup.stage.modality: pixels, "text_ids": np.asarray(ids, np.int32),
+             "text_mask": np.asarray(mask, np.int32)}
+    return {k: jax.device_put(v, self.batch_sharding) for k, v in batch.items()}
+
+  def run_steps(self, state: Any, batch: dict, steps: int) -> tuple[Any, list[float]]:
+    """Runs `steps` compiled steps (the state is donated); returns (state, per-step seconds)."""
+    if self.compiled is None:
+      self.compile_abstract()
+    times = []
+    for _ in range(steps):
+      start = time.perf_counter()
+      with jax.set_mesh(self.mesh):
+        state, metrics = self.compiled(state, batch)
+      jax.block_until_ready(metrics["loss"])
+      times.append(time.perf_counter() - start)
+    return state, times
