@@ -31,8 +31,10 @@ EXTRAS = {
     # diffusers/transformers do not pull a CUDA build.
     "parity": ["torch==2.13.0", "diffusers>=0.30", "transformers>=4.40", "safetensors>=0.4",
                "sentencepiece>=0.2"],
-    # Side-by-side benchmarks and plots.
-    "bench": ["matplotlib>=3.8"],
+    # Side-by-side benchmarks and plots. Install torch==2.13.0 (CPU) first, then
+    # `pip install --no-deps denoising-diffusion-pytorch` (only its KarrasUnet module is used;
+    # its own requirements pull torchvision and a CUDA torch).
+    "bench": ["matplotlib>=3.8", "lumiere-pytorch>=0.0.24"],
 }
 
 setuptools.setup(
