@@ -36,17 +36,20 @@ QUICK_MODEL = dict(channel_mult=(1, 2), num_res_blocks=(1, 1), attention_levels=
                    num_heads=(2, 2), temporal_factors=(2,))
 
 
-def parse_case(case: str) -> tuple[str, int, int]:
-  """'demo:16x32x32' -> ('demo', 16, 32)."""
+def parse_case(case: str) -> tuple[str, int, int, dict]:
+  """'demo:16x32x32' -> ('demo', 16, 32, {}); a third part sets model fields for an A/B,
+  e.g. 'demo:16x32x32:temporal_conv_impl=conv' -> (..., {'temporal_conv_impl': 'conv'})."""
+  parts = case.split(":")
   try:
-    name, size = case.split(":")
+    name, size = parts[:2]
     frames, height, width = (int(v) for v in size.lower().split("x"))
+    overrides = dict(kv.split("=", 1) for kv in parts[2].split(",")) if len(parts) > 2 else {}
   except ValueError as e:
-    raise ValueError(f"--cases entry {case!r} must look like config:TxHxW, e.g. demo:16x32x32"
-                     ) from e
-  if height != width:
-    raise ValueError(f"--cases entry {case!r}: frames must be square (H = W)")
-  return name, frames, height
+    raise ValueError(f"case {case!r} must look like config:TxHxW[:field=value,...], e.g. "
+                     "demo:16x32x32") from e
+  if height != width or len(parts) > 3:
+    raise ValueError(f"case {case!r}: frames must be square (H = W), at most 3 ':' parts")
+  return name, frames, height, overrides
 
 
 def random_state(abstract_state, seed: int = 0):

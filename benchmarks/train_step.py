@@ -32,7 +32,9 @@ DEFAULT_CASES = ("tiny:8x16x16", "tiny:16x32x32", "demo:16x32x32", "demo:16x64x6
                  "base:16x32x32")
 QUICK_CASES = ("tiny:4x8x8",)  # with train_setup.QUICK_MODEL
 
-_CASES = flags.DEFINE_list("cases", list(DEFAULT_CASES), "config:TxHxW cases (H = W).")
+_CASES = flags.DEFINE_list(
+    "cases", list(DEFAULT_CASES), "config:TxHxW cases (H = W); config:TxHxW:field=value sets "
+    "string model fields, e.g. demo:16x32x32:temporal_conv_impl=conv for an A/B.")
 _BATCH = flags.DEFINE_integer("batch", 1, "Clips per step.")
 _DTYPE = flags.DEFINE_string("dtype", "float32",
                              "model.dtype for every case ('' = the config's own; base says "
@@ -70,10 +72,11 @@ class StepResult:
 
 def run_case(case: str, batch: int, dtype: str, remat: str, steps: int,
              model_overrides: dict | None = None) -> StepResult:
-  name, frames, resolution = train_setup.parse_case(case)
+  name, frames, resolution, case_overrides = train_setup.parse_case(case)
   config = train_setup.benchmark_config(
       name, frames=frames, resolution=resolution, batch=batch, dtype=dtype or None,
-      remat=None if remat == "config" else remat == "on", **(model_overrides or {}))
+      remat=None if remat == "config" else remat == "on",
+      **{**(model_overrides or {}), **case_overrides})
   bench = train_setup.TrainStepSetup(config)
   compiled = bench.compile_abstract()
   abstract = bench.abstract_state()
