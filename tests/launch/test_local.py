@@ -140,12 +140,13 @@ def test_two_processes_match_one_process_with_four_devices(two_by_two, one_by_fo
 
 @pytest.mark.slow
 def test_sigterm_to_one_process_checkpoints_both_at_one_step(tmp_path, data_dir):
-  # The processes the launcher would start, started here so one of them can be signalled.
+  # The processes the launcher would start (one device each: the smallest compile), started
+  # here so that one of them can be signalled.
   workdir = tmp_path / "run"
   args = _train_args(workdir, data_dir, "--config.stage.t2i.num_steps=10000",
                      "--config.ckpt.every_steps=10000")
   port = local.free_port()
-  procs = [subprocess.Popen(local.process_command(2, args), cwd=ROOT,
+  procs = [subprocess.Popen(local.process_command(1, args), cwd=ROOT,
                             env=local.process_env(os.environ, port, 2, i),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
            for i in range(2)]
