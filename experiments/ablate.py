@@ -1,0 +1,68 @@
+r"""The temporal down-sampling ablation: cost analysis per variant, optionally quality.
+
+  python -m experiments.ablate --sweep=experiments/configs/ablation.py --workdir=runs/ablation
+  python -m experiments.ablate --sweep=experiments/configs/ablation.py --workdir=runs/ablation \
+      --train_steps=200
+
+For every variant of the sweep config: parameters, forward + backward FLOPs and peak memory of
+the compiled video train step at each T of `sweep.frames` (compile only, minutes), the
+measured step time on this machine and, with `--train_steps N`, the video stage trained for N
+steps from one shared T2I run and evaluated on the test split. Writes `results.csv`,
+`results.md`, `flops_vs_frames.png`, `memory_vs_frames.png`, `quality.png` and
+`sweep_config.json` into `--workdir`. Re-running the same command resumes.
+Overrides: `--sweep.frames=(16,32)`, `--sweep.base.stage.video.global_batch_size=4`,
+`--only=stunet,no_temporal_downsampling`.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_SWEEP = config_flags.DEFINE_config_file("sweep", None, "Sweep config file.",
+                                         lock_config=False)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Sweep directory (resumed if it exists).")
+_TRAIN_STEPS = flags.DEFINE_integer("train_steps", 0, "Train every variant's video stage for "
+                                    "this many steps and evaluate it (0 = analysis only).")
+_ONLY = flags.DEFINE_list("only", [], "Run only these variants (names from the sweep config).")
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices", 0, "Simulate this many CPU devices (training on a local mesh); 0 = off.")
+flags.mark_flags_as_required(["sweep", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  import jax
+  if _CPU_DEVICES.value:
+    jax.config.update("jax_platforms", "cpu")
+    jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
+  from stunet.eval import ablation
+
+  sweep = _SWEEP.value
+  if _ONLY.value:
+    known = [v[0] for v in sweep.variants]
+    unknown = sorted(set(_ONLY.value) - set(known))
+    if unknown:
+      raise app.UsageError(f"--only: unknown variants {unknown}; the sweep has {known}")
+    sweep.variants = tuple(v for v in sweep.variants if v[0] in _ONLY.value)
+  if _TRAIN_STEPS.value < 0:
+    raise app.UsageError(f"--train_steps must be >= 0, got {_TRAIN_STEPS.value}")
+  try:
+    runner = ablation.Sweep(sweep, _WORKDIR.value)
+    runner.run_analysis()
+    if _TRAIN_STEPS.value:
+      runner.run_training(_TRAIN_STEPS.value, sweep.eval_prompts)
+    paths = runner.write_outputs()
+  except (ValueError, FileNotFoundError) as e:
+    raise SystemExit(f"error: {e}") from None
+  with open(paths["markdown"], encoding="utf-8") as f:
+    print(f.read())
+  for name, path in sorted(paths.items()):
+    print(f"{name}: {path}")
+
+
+if __name__ == "__main__":
+  app.run(main)
