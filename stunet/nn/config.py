@@ -73,6 +73,10 @@ class UNetConfig:
   temporal_attention_depth: int = 1
   temporal_attention_heads: int = 4
   temporal_position_encoding: str = "sinusoidal"  # or "none"
+  # How the 1-D temporal convolutions run (same parameters, same result to float rounding):
+  # "conv" = one (k, 1, 1) 3-D convolution; "matmul" = k channel matmuls of frame-shifted
+  # inputs (faster on XLA:CPU at small widths, ~20% more activation memory).
+  temporal_conv_impl: str = "conv"
 
   # ---- derived values ------------------------------------------------------------------
   @property
@@ -183,6 +187,8 @@ class UNetConfig:
       fail("text_proj_dim", "must be >= 0 (0 = no text projection)")
     if self.text_pooling != "none" and self.text_pooling_heads < 1:
       fail("text_pooling_heads", "must be >= 1")
+    if self.temporal_conv_impl not in ("matmul", "conv"):
+      fail("temporal_conv_impl", "must be 'matmul' or 'conv'")
     if self.temporal_position_encoding not in ("sinusoidal", "none"):
       fail("temporal_position_encoding", "must be 'sinusoidal' or 'none'")
     if self.dtype not in _DTYPES:

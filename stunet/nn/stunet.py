@@ -77,7 +77,7 @@ class TemporalMixing(nn.Module):
     if cfg.temporal_conv:
       x = _maybe_remat(temporal_layers.TemporalConvBlock, cfg)(
           cfg.temporal_kernel, cfg.norm_groups, cfg.norm_eps, cfg.dropout, self.deterministic,
-          name="conv_block", **kw)(x)
+          cfg.temporal_conv_impl, name="conv_block", **kw)(x)
     if self.with_attention:
       for i in range(cfg.temporal_attention_depth):
         x = _maybe_remat(temporal_layers.TemporalAttentionBlock, cfg)(
@@ -148,7 +148,8 @@ class DownLevel(_SpatialUnit):
       factor = cfg.temporal_factors[level]
       if self.temporal and factor > 1:
         x = temporal_layers.TemporalDownsample(factor, cfg.temporal_resample_kernel,
-                                               dtype=cfg.compute_dtype, name="temporal_down")(x)
+                                               cfg.temporal_conv_impl, dtype=cfg.compute_dtype,
+                                               name="temporal_down")(x)
       x = _constrain(x)
       skips.append(x)
     return x, skips
@@ -202,7 +203,8 @@ class UpLevel(_SpatialUnit):
       factor = cfg.temporal_factors[level - 1]
       if self.temporal and factor > 1:
         x = temporal_layers.TemporalUpsample(factor, cfg.temporal_resample_kernel,
-                                             dtype=cfg.compute_dtype, name="temporal_up")(x)
+                                             cfg.temporal_conv_impl, dtype=cfg.compute_dtype,
+                                             name="temporal_up")(x)
       x = _constrain(x)
     return x
 

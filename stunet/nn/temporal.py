@@ -35,32 +35,52 @@ def identity_temporal_kernel_init(key, shape, dtype=jnp.float32):
   return jnp.zeros(shape, dtype).at[k // 2].set(jnp.eye(c_in, dtype=dtype))
 
 
+TEMPORAL_CONV_IMPLS = ("matmul", "conv")
+
+
 class TemporalConv(nn.Module):
-  """A 1-D convolution over the frame axis of `b t h w c`, 'same' padding, optional stride."""
+  """A 1-D convolution over the frame axis of `b t h w c`, 'same' padding, optional stride.
+
+  `implementation="conv"` runs one (k, 1, 1) 3-D convolution; `"matmul"` computes the same
+  thing as `kernel_size` channel matmuls of frame-shifted inputs, summed. Both take the same
+  `(k, c_in, c_out)` kernel and agree to float rounding. On XLA:CPU the matmul form stepped
+  1.0-1.4x faster in an interleaved train-step A/B but used ~20% more activation memory
+  (`benchmarks/results/train_step_temporal_conv_ab.md`), so the convolution stays the default.
+  """
 
   features: int
   kernel_size: int = 3
   stride: int = 1
   kernel_init: Any = nn.initializers.lecun_normal()
+  implementation: str = "conv"
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):  # b t h w c -> b t/stride h w c'
+    if self.implementation not in TEMPORAL_CONV_IMPLS:
+      raise ValueError(f"TemporalConv.implementation must be one of {TEMPORAL_CONV_IMPLS}, got "
+                       f"{self.implementation!r}")
     c_in = x.shape[-1]
     kernel = self.param("kernel", layers.partitioned(self.kernel_init, layers.TEMPORAL_KERNEL_AXES),
                         (self.kernel_size, c_in, self.features), self.param_dtype)
     bias = self.param("bias", layers.partitioned(nn.initializers.zeros_init(), ("conv_out",)),
                       (self.features,), self.param_dtype)
     pad = (self.kernel_size - 1) // 2
-    # A (k, 1, 1) 3-D convolution runs directly on the b t h w c layout: no transposes.
-    y = jax.lax.conv_general_dilated(
-        x.astype(self.dtype),
-        kernel.astype(self.dtype)[:, None, None],
-        window_strides=(self.stride, 1, 1),
-        padding=((pad, pad), (0, 0), (0, 0)),
-        dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
-    )
+    x = x.astype(self.dtype)
+    kernel = kernel.astype(self.dtype)
+    if self.implementation == "conv":
+      # A (k, 1, 1) 3-D convolution runs directly on the b t h w c layout: no transposes.
+      y = jax.lax.conv_general_dilated(
+          x, kernel[:, None, None], window_strides=(self.stride, 1, 1),
+          padding=((pad, pad), (0, 0), (0, 0)), dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+    else:
+      frames = x.shape[1]
+      out_frames = (frames + 2 * pad - self.kernel_size) // self.stride + 1
+      padded = jnp.pad(x, ((0, 0), (pad, pad)) + ((0, 0),) * (x.ndim - 2))
+      span = (out_frames - 1) * self.stride + 1
+      y = sum(jnp.einsum("bthwc,cd->bthwd", padded[:, tap:tap + span:self.stride], kernel[tap])
+              for tap in range(self.kernel_size))
     return y + bias.astype(self.dtype)
 
 
@@ -72,6 +92,7 @@ class TemporalConvBlock(nn.Module):
   norm_eps: float = 1e-5
   dropout: float = 0.0
   deterministic: bool = True
+  conv_implementation: str = "conv"
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -80,10 +101,12 @@ class TemporalConvBlock(nn.Module):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     c = x.shape[-1]
     h = layers.GroupNorm(self.norm_groups, self.norm_eps, name="norm1", **kw)(x)
-    h = TemporalConv(c, self.kernel_size, name="conv1", **kw)(nn.silu(h))
+    h = TemporalConv(c, self.kernel_size, implementation=self.conv_implementation, name="conv1",
+                     **kw)(nn.silu(h))
     h = layers.GroupNorm(self.norm_groups, self.norm_eps, name="norm2", **kw)(h)
     h = nn.Dropout(self.dropout, deterministic=self.deterministic)(nn.silu(h))
-    h = TemporalConv(c, self.kernel_size, kernel_init=layers.zeros_init(), name="conv2", **kw)(h)
+    h = TemporalConv(c, self.kernel_size, kernel_init=layers.zeros_init(),
+                     implementation=self.conv_implementation, name="conv2", **kw)(h)
     return x + h
 
 
@@ -127,13 +150,15 @@ class TemporalDownsample(nn.Module):
 
   factor: int
   kernel_size: int = 3
+  conv_implementation: str = "conv"
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):  # b t h w c -> b t/f h w c
     return TemporalConv(x.shape[-1], self.kernel_size, stride=self.factor,
-                        kernel_init=identity_temporal_kernel_init, name="conv",
+                        kernel_init=identity_temporal_kernel_init,
+                        implementation=self.conv_implementation, name="conv",
                         dtype=self.dtype, param_dtype=self.param_dtype)(x)
 
 
@@ -142,6 +167,7 @@ class TemporalUpsample(nn.Module):
 
   factor: int
   kernel_size: int = 3
+  conv_implementation: str = "conv"
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -149,4 +175,5 @@ class TemporalUpsample(nn.Module):
   def __call__(self, x):  # b t h w c -> b t*f h w c
     x = jnp.repeat(x, self.factor, axis=1)
     return TemporalConv(x.shape[-1], self.kernel_size, kernel_init=identity_temporal_kernel_init,
-                        name="conv", dtype=self.dtype, param_dtype=self.param_dtype)(x)
+                        implementation=self.conv_implementation, name="conv",
+                        dtype=self.dtype, param_dtype=self.param_dtype)(x)

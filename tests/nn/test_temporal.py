@@ -68,3 +68,26 @@ def test_temporal_conv_kernel_is_one_dimensional(video):
 def test_identity_kernel_needs_square_channels():
   with pytest.raises(ValueError, match="c_in == c_out"):
     temporal.identity_temporal_kernel_init(None, (3, 4, 8))
+
+
+@pytest.mark.parametrize("stride,kernel,frames", [(1, 3, 8), (2, 3, 8), (3, 5, 9), (1, 1, 4)])
+def test_matmul_and_conv_implementations_agree(stride, kernel, frames):
+  x = jax.random.normal(jax.random.key(7), (2, frames, 3, 5, 8))
+  ms = {impl: temporal.TemporalConv(12, kernel, stride=stride, implementation=impl)
+        for impl in temporal.TEMPORAL_CONV_IMPLS}
+  params = randomize(ms["conv"].init(jax.random.key(8), x)["params"], scale=0.3)
+
+  def loss(p, x, impl):
+    return jnp.sum(jnp.sin(ms[impl].apply({"params": p}, x)))
+
+  outs = {impl: jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), static_argnums=2)(
+      params, x, impl) for impl in ms}
+  assert ms["conv"].apply({"params": params}, x).shape[1] == (frames - 1) // stride + 1
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+               outs["conv"], outs["matmul"])
+
+
+def test_unknown_temporal_conv_implementation_is_named():
+  x = jnp.zeros((1, 4, 2, 2, 4))
+  with pytest.raises(ValueError, match="implementation"):
+    temporal.TemporalConv(4, implementation="fft").init(jax.random.key(0), x)
