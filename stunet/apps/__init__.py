@@ -10,4 +10,5 @@ ssr.py                   SSR conditioning: upsampled, noise-augmented low-resolu
 cascade.py               base -> SSR upsampling with temporal MultiDiffusion
 inputs.py                reading the user's images, videos and masks at the model's size
 sample_run.py            sampling a trained run: every mode, style, cascade, gallery
+main_job.py              the quick-start main job: data, training, samples, metrics
 """

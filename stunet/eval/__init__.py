@@ -13,4 +13,8 @@ Files:
   xt_slice.py        XT slices of a clip.
   contact_sheet.py   grids of frames, one row per sample.
   gallery.py         the run gallery page.
+  run_evaluation.py  `evaluate_run`: sample a split's captions from a run, write the metrics
+                     (behind experiments/evaluate.py).
+  ablation.py        the temporal down-sampling sweep: XLA cost/memory vs T, step time,
+                     optional training + metrics per variant (behind experiments/ablate.py).
 """
