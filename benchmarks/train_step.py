@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 
 from absl import app
 from absl import flags
@@ -41,6 +40,8 @@ _DTYPE = flags.DEFINE_string("dtype", "float32",
                              "bfloat16, which CPUs emulate slowly).")
 _REMAT = flags.DEFINE_enum("remat", "config", ["config", "on", "off"], "model.remat.")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per case (after one warm-up step).")
+_INTERLEAVE = flags.DEFINE_bool(
+    "interleave", False, "Compile every case first, then step them round-robin (A/B runs).")
 _QUICK = flags.DEFINE_bool("quick", False, "Two-level tiny model at 4x8x8, 2 steps, small "
                            "matmul: a smoke run.")
 _OUTPUT = flags.DEFINE_string("output", "benchmarks/results/train_step.md",
@@ -70,26 +71,66 @@ class StepResult:
     return self.flops / self.step_seconds
 
 
-def run_case(case: str, batch: int, dtype: str, remat: str, steps: int,
-             model_overrides: dict | None = None) -> StepResult:
-  name, frames, resolution, case_overrides = train_setup.parse_case(case)
-  config = train_setup.benchmark_config(
-      name, frames=frames, resolution=resolution, batch=batch, dtype=dtype or None,
-      remat=None if remat == "config" else remat == "on",
-      **{**(model_overrides or {}), **case_overrides})
-  bench = train_setup.TrainStepSetup(config)
-  compiled = bench.compile_abstract()
-  abstract = bench.abstract_state()
-  params, trainable = train_setup.count_params(abstract, bench.setup.labels)
-  state = train_setup.random_state(abstract)
-  batch_arrays = bench.make_batch()
-  state, times = bench.run_steps(state, batch_arrays, steps + 1)
-  del state
-  return StepResult(
-      case=case, batch=batch, frames=frames, dtype=str(config.model.dtype),
-      remat=bool(config.model.remat), params=params, trainable_params=trainable,
-      compile_seconds=bench.compile_seconds, step_seconds=float(np.median(times[1:])),
-      flops=common.compiled_flops(compiled), peak_memory=common.compiled_peak_memory(compiled))
+class Case:
+  """One compiled case with its state and batch, stepped by `step` (round-robin capable)."""
+
+  def __init__(self, case: str, batch: int, dtype: str, remat: str,
+               model_overrides: dict | None = None):
+    name, frames, resolution, case_overrides = train_setup.parse_case(case)
+    config = train_setup.benchmark_config(
+        name, frames=frames, resolution=resolution, batch=batch, dtype=dtype or None,
+        remat=None if remat == "config" else remat == "on",
+        **{**(model_overrides or {}), **case_overrides})
+    self.case, self.config, self.frames, self.batch = case, config, frames, batch
+    self.bench = train_setup.TrainStepSetup(config)
+    self.compiled = self.bench.compile_abstract()
+    abstract = self.bench.abstract_state()
+    self.params, self.trainable = train_setup.count_params(abstract, self.bench.setup.labels)
+    self.state = train_setup.random_state(abstract)
+    self.batch_arrays = self.bench.make_batch()
+    self.times: list[float] = []
+
+  def step(self):
+    self.state, times = self.bench.run_steps(self.state, self.batch_arrays, 1)
+    self.times += times
+
+  def result(self) -> StepResult:
+    self.state = None  # free the (donated) state
+    return StepResult(
+        case=self.case, batch=self.batch, frames=self.frames, dtype=str(self.config.model.dtype),
+        remat=bool(self.config.model.remat), params=self.params,
+        trainable_params=self.trainable, compile_seconds=self.bench.compile_seconds,
+        step_seconds=float(np.median(self.times[1:])),
+        flops=common.compiled_flops(self.compiled),
+        peak_memory=common.compiled_peak_memory(self.compiled))
+
+
+def run_cases(cases, batch: int, dtype: str, remat: str, steps: int, interleave: bool,
+              model_overrides: dict | None = None) -> list[StepResult]:
+  """Times every case: one after the other, or (`interleave`) all compiled first and then
+  stepped round-robin, so that load changes on a shared machine hit every case alike."""
+  if not interleave:
+    results = []
+    for case in cases:
+      c = Case(case, batch, dtype, remat, model_overrides)
+      for _ in range(steps + 1):  # the first step is a warm-up
+        c.step()
+      results.append(c.result())
+      _print(results[-1])
+    return results
+  prepared = [Case(case, batch, dtype, remat, model_overrides) for case in cases]
+  for _ in range(steps + 1):
+    for c in prepared:
+      c.step()
+  results = [c.result() for c in prepared]
+  for r in results:
+    _print(r)
+  return results
+
+
+def _print(r: StepResult):
+  print(f"{r.case}: compile {r.compile_seconds:.1f} s, step {r.step_seconds:.3f} s, "
+        f"{common.si(r.flops)} FLOPs, {common.si(r.flops_per_second, 'FLOP/s')}", flush=True)
 
 
 def format_results(results: list[StepResult], peak: float, peak_source: str, machine: str,
@@ -125,15 +166,8 @@ def main(argv):
   print(f"machine: {machine}", flush=True)
   table_peak = common.table_peak_flops()
   peaks = [] if table_peak else [common.measure_matmul_peak(matmul_size)]
-  results = []
-  for case in cases:
-    start = time.perf_counter()
-    results.append(run_case(case, _BATCH.value, _DTYPE.value, _REMAT.value, steps,
-                            train_setup.QUICK_MODEL if quick else None))
-    r = results[-1]
-    print(f"{case}: compile {r.compile_seconds:.1f} s, step {r.step_seconds:.3f} s, "
-          f"{common.si(r.flops)} FLOPs, {common.si(r.flops_per_second, 'FLOP/s')} "
-          f"({time.perf_counter() - start:.0f} s in all)", flush=True)
+  results = run_cases(cases, _BATCH.value, _DTYPE.value, _REMAT.value, steps,
+                      _INTERLEAVE.value, train_setup.QUICK_MODEL if quick else None)
   if table_peak:
     peak, source = table_peak, f"bf16 table peak for {jax.devices()[0].device_kind}"
   else:
@@ -143,7 +177,8 @@ def main(argv):
               f"before/after the cases: {', '.join(common.si(p) for p in peaks)}")
   flags_used = " ".join(f"--{k}={v}" for k, v in (
       ("quick", quick), ("cases", ",".join(cases)), ("batch", _BATCH.value),
-      ("dtype", _DTYPE.value), ("remat", _REMAT.value), ("steps", steps)))
+      ("dtype", _DTYPE.value), ("remat", _REMAT.value), ("steps", steps),
+      ("interleave", _INTERLEAVE.value)))
   report = format_results(results, peak, source, machine,
                           f"python -m benchmarks.train_step {flags_used}")
   print(report)
