@@ -1,0 +1,277 @@
+r"""Train-step FLOPs and memory vs clip length T: the STUNet against temporal factors 1.
+
+Lumiere's efficiency argument (SPEC §1-2) is that down-sampling in time as well as space puts
+most computation on a compact space-time representation. This makes it quantitative: for each
+T the video-stage train step is compiled (never run) for the config's STUNet and for the same
+network with every `model.temporal_factors` entry set to 1, and XLA's cost analysis (FLOPs)
+and memory analysis (arguments + outputs - donated + temporaries) of the compiled step are
+tabulated and plotted. A second table splits the forward pass's matmul/conv FLOPs by U-Net
+level (`benchmarks.level_flops`) at the largest T, which explains the ratio.
+
+Compiling the base config's step takes minutes on a CPU, so the default runs it at a reduced
+frame size (`--resolution`, the base widths and depth unchanged) and the per-level split at
+the config's own size (a jaxpr walk: no compile). XLA's LLVM optimisation level is lowered
+(unless XLA_FLAGS is set): that changes generated code, not the HLO analyses read here.
+
+  python -m benchmarks.temporal_scaling                 # base widths, 32x32, T = 16..128
+  python -m benchmarks.temporal_scaling --quick         # two-level tiny model, a smoke run
+"""
+
+from __future__ import annotations
+
+import os
+
+if "XLA_FLAGS" not in os.environ:
+  os.environ["XLA_FLAGS"] = ("--xla_backend_optimization_level=0 "
+                             "--xla_llvm_disable_expensive_passes=true")
+
+import ast  # noqa: E402
+import dataclasses  # noqa: E402
+import time  # noqa: E402
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+import jax  # noqa: E402
+import ml_collections  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+from benchmarks import level_flops  # noqa: E402
+from benchmarks import train_setup  # noqa: E402
+from stunet.nn import summary  # noqa: E402
+from stunet.nn.config import UNetConfig  # noqa: E402
+from stunet.nn.stunet import STUNet  # noqa: E402
+
+_CONFIG = flags.DEFINE_string("config", "base", "experiments/configs/<name>.py to measure.")
+_FRAMES = flags.DEFINE_list("frames", ["16", "32", "48", "80", "128"], "Clip lengths T.")
+_RESOLUTION = flags.DEFINE_integer("resolution", 32,
+                                   "Frame size of the compiled steps (0 = the config's).")
+_BATCH = flags.DEFINE_integer("batch", 1, "Clips per step.")
+_LEVELS_FRAMES = flags.DEFINE_integer("levels_frames", 80,
+                                      "T of the per-level FLOPs split (0 = largest of --frames).")
+_MODEL = flags.DEFINE_multi_string(
+    "model", [], "field=python literal model override applied to both networks, repeatable, "
+    "e.g. --model='temporal_factors=(4, 2, 2, 1)' --model='num_res_blocks=(1, 2, 2, 2, 2)'.")
+_QUICK = flags.DEFINE_bool("quick", False, "Two-level tiny model, T = 4 at 8x8: a smoke run.")
+_OUTPUT = flags.DEFINE_string("output", "benchmarks/results/temporal_scaling.md",
+                              "Markdown results ('' = print only).")
+_PLOT = flags.DEFINE_string("plot", "benchmarks/results/temporal_scaling.png",
+                            "Plot file ('' = no plot).")
+
+FACTORS_ONE = "temporal factors 1"
+
+
+@dataclasses.dataclass
+class Point:
+  frames: int
+  variant: str  # "STUNet" or FACTORS_ONE
+  flops: float
+  memory: int
+  temp_memory: int  # XLA temporaries: activations and workspace, without the train state
+  compile_seconds: float
+
+
+def variant_config(name: str, variant: str, frames: int, resolution: int, batch: int,
+                   model_overrides: dict | None = None) -> ml_collections.ConfigDict:
+  overrides = dict(model_overrides or {})
+  factors = overrides.get("temporal_factors", train_setup.load_config(name).model.temporal_factors)
+  if variant == FACTORS_ONE:
+    overrides["temporal_factors"] = (1,) * len(factors)
+  return train_setup.benchmark_config(name, frames=frames, resolution=resolution, batch=batch,
+                                      **overrides)
+
+
+def measure(name: str, variant: str, frames: int, resolution: int, batch: int,
+            model_overrides: dict | None = None) -> Point:
+  bench = train_setup.TrainStepSetup(variant_config(name, variant, frames, resolution, batch,
+                                                    model_overrides))
+  compiled = bench.compile_abstract()
+  return Point(frames, variant, common.compiled_flops(compiled),
+               common.compiled_peak_memory(compiled),
+               int(compiled.memory_analysis().temp_size_in_bytes), bench.compile_seconds)
+
+
+def level_of(path: str) -> str | None:
+  """'STUNet/down_1/temporal_0/...' -> 'down_1 temporal'; the embeddings etc. -> 'other'."""
+  parts = path.split("/")
+  if len(parts) < 2 or parts[0] != "STUNet":
+    return None
+  top = parts[1]
+  if not top.startswith(("down_", "up_", "mid")):
+    return "other (conv_in/out, embeddings)"
+  kind = "temporal" if any(p.startswith("temporal") for p in parts[2:]) else "spatial"
+  return f"{top} {kind}"
+
+
+def level_split(name: str, frames: int, resolution: int, batch: int,
+                model_overrides: dict | None = None
+                ) -> tuple[dict[str, float], dict[str, float], UNetConfig]:
+  """Forward matmul/conv FLOPs by level for the STUNet and the factors-1 network."""
+  out = []
+  for variant in ("STUNet", FACTORS_ONE):
+    config = variant_config(name, variant, frames, resolution, batch, model_overrides)
+    model_config = UNetConfig.from_config(config.model)
+    inputs = summary.abstract_inputs(model_config, batch, frames, resolution,
+                                     int(config.text.max_length), int(config.text.width))
+    model = STUNet(model_config)
+    params = jax.eval_shape(model.init, jax.random.key(0), *inputs)
+    by_path = level_flops.flops_by_path(lambda p, *a: model.apply(p, *a), params, *inputs)
+    out.append(level_flops.group_flops(by_path, level_of))
+    if variant == "STUNet":
+      stunet_config = model_config
+  return out[0], out[1], stunet_config
+
+
+def _level_order(key: str) -> tuple:
+  top, _, kind = key.partition(" ")
+  if top.startswith("down_"):
+    rank = (0, int(top[5:]))
+  elif top == "mid":
+    rank = (1, 0)
+  elif top.startswith("up_"):
+    rank = (2, -int(top[3:]))
+  else:
+    rank = (3, 0)
+  return rank + (kind,)
+
+
+def level_table(stunet: dict[str, float], flat: dict[str, float], cfg: UNetConfig,
+                frames: int) -> str:
+  rows = []
+  total_s, total_f = sum(stunet.values()), sum(flat.values())
+  for key in sorted(set(stunet) | set(flat), key=_level_order):
+    top = key.split(" ")[0]
+    level = cfg.num_levels - 1 if top == "mid" else (
+        int(top.split("_")[1]) if top[:3] in ("dow", "up_") else None)
+    t_level = frames
+    if level is not None:
+      for f in cfg.temporal_factors[:level]:
+        t_level //= f
+    s, f = stunet.get(key, 0.0), flat.get(key, 0.0)
+    rows.append([key, "-" if level is None else t_level, common.si(s), common.si(f),
+                 f"{100 * s / total_s:.1f}%", f"{100 * f / total_f:.1f}%",
+                 f"{s / f:.2f}" if f else "-"])
+  rows.append(["total", "", common.si(total_s), common.si(total_f), "100%", "100%",
+               f"{total_s / total_f:.3f}"])
+  return common.markdown_table(
+      ["level / layers", "STUNet frames", "STUNet fwd FLOPs", "factors-1 fwd FLOPs",
+       "STUNet share", "factors-1 share", "ratio"], rows)
+
+
+def scaling_table(points: list[Point]) -> str:
+  by = {(p.frames, p.variant): p for p in points}
+  rows = []
+  for t in sorted({p.frames for p in points}):
+    s, f = by.get((t, "STUNet")), by.get((t, FACTORS_ONE))
+    if s is None or f is None:
+      continue
+    rows.append([t, common.si(s.flops), common.si(f.flops), f"{s.flops / f.flops:.3f}",
+                 common.si(s.memory, "B"), common.si(f.memory, "B"),
+                 f"{s.memory / f.memory:.3f}", f"{s.temp_memory / f.temp_memory:.3f}",
+                 f"{s.compile_seconds:.0f} / {f.compile_seconds:.0f}"])
+  return common.markdown_table(
+      ["T", "STUNet FLOPs/step", "factors-1 FLOPs/step", "FLOPs ratio", "STUNet memory",
+       "factors-1 memory", "memory ratio", "temporaries ratio",
+       "compile s (STUNet / factors-1)"], rows)
+
+
+def plot(points: list[Point], path: str, title: str):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  for variant, style in (("STUNet", "o-"), (FACTORS_ONE, "s--")):
+    pts = sorted((p for p in points if p.variant == variant), key=lambda p: p.frames)
+    t = [p.frames for p in pts]
+    axes[0].plot(t, [p.flops / 1e12 for p in pts], style, label=variant)
+    axes[1].plot(t, [p.memory / 2 ** 30 for p in pts], style, label=variant)
+  axes[0].set_ylabel("train-step TFLOPs (XLA cost analysis)")
+  axes[1].set_ylabel("train-step memory GiB (XLA memory analysis)")
+  for ax in axes:
+    ax.set_xlabel("frames T")
+    ax.grid(alpha=0.3)
+    ax.legend()
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def write(report: str, path: str):
+  if path:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+      f.write(report)
+
+
+def main(argv):
+  del argv
+  quick = _QUICK.value
+  name = "tiny" if quick else _CONFIG.value
+  overrides = dict(train_setup.QUICK_MODEL) if quick else {}
+  for item in _MODEL.value:
+    field, _, value = item.partition("=")
+    try:
+      overrides[field.strip()] = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError) as e:
+      raise ValueError(f"--model={item!r}: expected field=python literal") from e
+  frames = [4] if quick else [int(t) for t in _FRAMES.value]
+  config = train_setup.load_config(name)
+  own_resolution = int(config.data.resolution)
+  resolution = 8 if quick else (_RESOLUTION.value or own_resolution)
+  levels_frames = frames[-1] if quick or not _LEVELS_FRAMES.value else _LEVELS_FRAMES.value
+  batch = _BATCH.value
+  machine = common.machine_info()
+  print(f"machine: {machine}", flush=True)
+  command = (f"python -m benchmarks.temporal_scaling --quick={quick} --config={name} "
+             f"--frames={','.join(map(str, frames))} --resolution={resolution} "
+             f"--batch={batch} --levels_frames={levels_frames}"
+             + "".join(f" --model='{m}'" for m in _MODEL.value))
+  title = (f"{name}{' (two-level quick variant)' if quick else ''}"
+           f"{' with ' + ', '.join(_MODEL.value) if _MODEL.value else ''} config widths, {resolution}x{resolution} frames, batch {batch}, "
+           f"temporal factors "
+           f"{tuple(overrides.get('temporal_factors', config.model.temporal_factors))} vs 1")
+
+  levels_resolution = 8 if quick else own_resolution
+  s_levels, f_levels, cfg = level_split(name, levels_frames, levels_resolution, batch, overrides)
+  levels = level_table(s_levels, f_levels, cfg, levels_frames)
+  print(levels, flush=True)
+
+  points: list[Point] = []
+
+  def report() -> str:
+    return "\n".join([
+        "# Temporal scaling: STUNet vs the same network with temporal factors 1", "",
+        f"Command: `{command}`", "", f"Machine: {machine}", "",
+        "Compile-only: FLOPs from XLA's cost analysis and memory (arguments + outputs - "
+        "donated + temporaries) from XLA's memory analysis of the compiled video-stage train "
+        f"step (config dtype {config.model.dtype}, remat {config.model.remat}). The memory "
+        "ratio covers the whole step including the train state; the temporaries ratio only "
+        "XLA's temporaries (activations), the part that grows with T. "
+        + (f"The steps are compiled at {resolution}x{resolution} instead of the config's "
+           f"{own_resolution}x{own_resolution} (compile time on this CPU); widths and depth are "
+           "the config's. " if resolution != own_resolution else "")
+        + "No wall-clock numbers are involved except compile times (shared, noisy machine).",
+        "", f"## FLOPs and memory per train step vs T ({title})", "",
+        scaling_table(points), "",
+        f"## Forward matmul/conv FLOPs by level, T = {levels_frames}, "
+        f"{levels_resolution}x{levels_resolution} (jaxpr count, `benchmarks.level_flops`)", "",
+        levels, ""])
+
+  for t in frames:
+    for variant in ("STUNet", FACTORS_ONE):
+      start = time.perf_counter()
+      points.append(measure(name, variant, t, resolution, batch, overrides))
+      p = points[-1]
+      print(f"T={t} {variant}: {common.si(p.flops)} FLOPs, {common.si(p.memory, 'B')} "
+            f"({time.perf_counter() - start:.0f} s)", flush=True)
+    write(report(), _OUTPUT.value)
+  text = report()
+  print(text)
+  write(text, _OUTPUT.value)
+  if _PLOT.value:
+    os.makedirs(os.path.dirname(_PLOT.value) or ".", exist_ok=True)
+    plot(points, _PLOT.value, title)
+
+
+if __name__ == "__main__":
+  app.run(main)
