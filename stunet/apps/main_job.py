@@ -70,7 +70,7 @@ def _showcase(workdir: str, config, options: MainJobOptions, step: int,
   if os.path.exists(gallery) and len(glob.glob(os.path.join(out_dir, "*.json"))) >= expected:
     return gallery
   result = sample_run.sample_run(
-      workdir, list(config.sample.prompts), step=step, out_dir=out_dir, mesh=mesh,
+      workdir, list(config.sample.prompts), stage="video", step=step, out_dir=out_dir, mesh=mesh,
       options=sample_run.SampleOptions(num_samples=options.num_showcase_samples,
                                        seed=options.seed))
   return result.gallery_path

@@ -294,7 +294,8 @@ def write_outputs(rows: list[dict], workdir: str, variants: list[str]) -> dict[s
   paths = {"csv": os.path.join(workdir, "results.csv"),
            "markdown": os.path.join(workdir, "results.md")}
   columns = ["variant", "frames", "batch", "params_total", "params_temporal",
-             "train_step_flops", "peak_memory_bytes", "step_seconds", "acc_colour", "acc_shape", "acc_motion", "acc_speed", "acc_count",
+             "train_step_flops", "peak_memory_bytes", "step_seconds", "acc_colour", "acc_shape",
+             "acc_motion", "acc_speed", "acc_count",
              "all_correct", "presence", "error"]
   with open(paths["csv"], "w", newline="", encoding="utf-8") as f:
     writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
