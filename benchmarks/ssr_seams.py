@@ -120,7 +120,7 @@ def main(argv):
     setup, params, step, _ = sample_run._load_stage(_WORKDIR.value, "ssr", None, "ema", mesh)
     c = setup.config
     steps = _STEPS.value or c.diffusion.sample_steps
-    data = ml_data_config(c, _CLIPS.value)
+    data = _validation_data(c, _CLIPS.value)
     batch = next(pipeline.make_train_iterator(data, mesh=None, tokenizer=None))
     truth = batch["video"].astype(np.float32) / 127.5 - 1.0  # k 16 32 32 3
     captions = [str(x) for x in batch["caption"]]
@@ -181,7 +181,7 @@ def main(argv):
   print(text)
 
 
-def ml_data_config(c, clips):
+def _validation_data(c, clips):
   """The validation split at the SSR's full clip length (16 frames), unshuffled."""
   import ml_collections
   data = ml_collections.ConfigDict(c.data.to_dict())
