@@ -31,6 +31,9 @@ _NUM_EVAL_PROMPTS = flags.DEFINE_integer("num_eval_prompts", 32, "Test-split cap
 _NUM_SHOWCASE = flags.DEFINE_integer("num_showcase_samples", 2, "Clips per showcase prompt "
                                      "(config.sample.prompts); 0 = none.")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False,
+    "Resume even if model/text/diffusion/data fields differ from the checkpoint's.")
 _CPU_DEVICES = flags.DEFINE_integer(
     "cpu_devices", 0, "Simulate this many CPU devices (local testing of sharding); 0 = off.")
 
@@ -51,7 +54,8 @@ def main(argv):
   options = main_job.MainJobOptions(num_showcase_samples=_NUM_SHOWCASE.value,
                                     num_eval_prompts=_NUM_EVAL_PROMPTS.value, seed=_SEED.value)
   try:
-    summary = main_job.run_main_job(_CONFIG.value, _WORKDIR.value, options)
+    summary = main_job.run_main_job(_CONFIG.value, _WORKDIR.value, options,
+                                    allow_config_change=_ALLOW_CONFIG_CHANGE.value)
   except (loop.NonFiniteLossError, compat.ConfigMismatchError, FileNotFoundError,
           ValueError) as e:
     raise SystemExit(f"error: {e}") from None

@@ -94,13 +94,18 @@ def _evaluation(workdir: str, options: MainJobOptions, step: int,
 
 def run_main_job(config: ml_collections.ConfigDict, workdir: str,
                  options: MainJobOptions = MainJobOptions(), *,
-                 mesh: jax.sharding.Mesh | None = None) -> dict:
-  """Trains, samples and evaluates (module docstring); returns the summary it writes."""
+                 mesh: jax.sharding.Mesh | None = None,
+                 allow_config_change: bool = False) -> dict:
+  """Trains, samples and evaluates (module docstring); returns the summary it writes.
+
+  `allow_config_change` resumes checkpoints whose model/text/diffusion/data fields differ
+  (see `stunet.train.compat`).
+  """
   options.validate()
   if "video" not in _stage_names(config):
     raise ValueError(f"config.stages={config.stages!r}: the main job trains and samples the "
                      f"video model, so the stages must include 'video' (e.g. 't2i,video')")
-  results = loop.train(config, workdir, mesh=mesh)
+  results = loop.train(config, workdir, mesh=mesh, allow_config_change=allow_config_change)
   if any(r.preempted for r in results) or len(results) < len(_stage_names(config)):
     return {"preempted": True, "workdir": os.path.abspath(workdir)}
   step = results[-1].step
