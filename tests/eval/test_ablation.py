@@ -97,3 +97,28 @@ def test_bad_override_names_the_field(tmp_path):
   sweep.variants = (("bad", (("model.temporal_factorz", (1,)),)),)
   with pytest.raises(ValueError, match="temporal_factorz"):
     ablation.Sweep(sweep, str(tmp_path))
+
+
+@pytest.mark.slow
+def test_training_mode_evaluates_each_variant_once(tmp_path):
+  sweep = _sweep()
+  sweep.variants = sweep.variants[:1]
+  sweep.frames = (4,)
+  sweep.base.data.data_dir = str(tmp_path / "data")
+  sweep.base.stage.t2i.num_steps = 1
+  sweep.base.ckpt.every_steps = 1
+  sweep.base.diffusion.sample_steps = 1
+  sweep.base.log.update(dict(num_samples=0, progress_bar=False, tensorboard=False))
+  logged = []
+  runner = ablation.Sweep(sweep, str(tmp_path / "sweep"), log=logged.append)
+  runner.run_training(train_steps=1, eval_prompts=2)
+  quality = [r for r in runner.rows() if r["kind"] == "quality"]
+  assert len(quality) == 1 and quality[0]["num_clips"] == 2 and quality[0]["train_steps"] == 1
+  assert os.path.exists(quality[0]["metrics_json"])
+  paths = runner.write_outputs()
+  assert os.path.exists(paths["quality_plot"])
+  assert "| stunet | 1 | 2 |" in open(paths["markdown"]).read()
+  logged.clear()
+  runner.run_training(train_steps=1, eval_prompts=2)  # resumed: the variant is done
+  assert len(logged) == 1 and "[t2i]" in logged[0]
+  assert len([r for r in runner.rows() if r["kind"] == "quality"]) == 1
