@@ -27,6 +27,7 @@ from typing import Any
 from absl import logging
 import jax
 import ml_collections
+import numpy as np
 
 from stunet.convert import imported_checkpoint
 from stunet.data import global_batch
@@ -63,9 +64,16 @@ def ensure_data(data_config: ml_collections.ConfigDict) -> None:
     return
   try:
     source_lib.dataset_dir(data_config.data_dir, data_config.dataset, data_config.builder_config)
-    return
+    missing = False
   except FileNotFoundError:
-    pass
+    missing = True
+  if jax.process_count() > 1:
+    # Process 0 decides for all: another process may look while process 0 is writing the
+    # dataset, and must then still wait for it at the barrier below.
+    from jax.experimental import multihost_utils
+    missing = bool(multihost_utils.broadcast_one_to_all(np.int32(missing)))
+  if not missing:
+    return
   from stunet.data import shapes_video  # only needed to build
   if jax.process_index() == 0:
     logging.info("building shapes_video/%s into %s", data_config.builder_config,

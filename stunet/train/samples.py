@@ -14,6 +14,7 @@ from absl import logging
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.experimental import multihost_utils
 import numpy as np
 
 from stunet.apps import sdedit
@@ -112,6 +113,8 @@ class Sampler:
         out = jax.block_until_ready(out)
     finally:
       self._callback = None
+    if not out.is_fully_addressable:  # multi-host: every process takes part, all get the batch
+      out = multihost_utils.process_allgather(out, tiled=True)
     return np.asarray(jax.device_get(out))[:n]
 
 
