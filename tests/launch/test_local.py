@@ -85,11 +85,11 @@ def _restore_params(workdir, step):
   return jax.tree.map(np.asarray, jax.device_get(state.params))
 
 
-def _run(tmp_path_factory, data_dir, num_processes, devices_per_process):
+def _run(tmp_path_factory, data_dir, num_processes, devices_per_process, *extra):
   workdir = tmp_path_factory.mktemp(f"run{num_processes}x{devices_per_process}")
   code = local.main([f"--num_processes={num_processes}",
                      f"--devices_per_process={devices_per_process}", "--",
-                     *_train_args(workdir, data_dir)])
+                     *_train_args(workdir, data_dir, *extra)])
   logs = {i: (workdir / "logs" / f"process_{i}.log").read_text() for i in range(num_processes)}
   assert code == 0, logs
   return workdir, logs
@@ -97,7 +97,9 @@ def _run(tmp_path_factory, data_dir, num_processes, devices_per_process):
 
 @pytest.fixture(scope="module")
 def two_by_two(tmp_path_factory, data_dir):
-  return _run(tmp_path_factory, data_dir, 2, 2)
+  # With end-of-stage samples: every process samples, process 0 writes them.
+  return _run(tmp_path_factory, data_dir, 2, 2, "--config.log.num_samples=2",
+              "--config.diffusion.sample_steps=2")
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +124,7 @@ def test_two_processes_train_and_checkpoint(two_by_two):
   # One checkpoint, written by both processes together.
   assert sorted(p.name for p in (workdir / "t2i" / "checkpoints").iterdir()
                 if p.name.isdigit()) == ["3"]
+  assert (workdir / "t2i" / "samples" / "3" / "grid.png").is_file()
 
 
 @pytest.mark.slow
