@@ -21,8 +21,11 @@ CORE = [
 ]
 
 EXTRAS = {
-    # Test runner; the CI installs `.[test,video]`.
-    "test": ["pytest>=8.0"],
+    # Test runner (and the plotting the ablation and benchmark tests check); the CI installs
+    # `.[test,video,parity,tpu]`.
+    "test": ["pytest>=8.0", "matplotlib>=3.8"],
+    # Plots of experiments/ablate.py and the benchmarks.
+    "plot": ["matplotlib>=3.8"],
     # Video decoding/encoding for user datasets and sample writing (PyAV wraps FFmpeg).
     "video": ["av>=12.0"],
     # Compile-only TPU backend for the AOT pod-fit check (no TPU needed).

@@ -10,6 +10,7 @@ measured step time on this machine and, with `--train_steps N`, the video stage 
 steps from one shared T2I run and evaluated on the test split. Writes `results.csv`,
 `results.md`, `flops_vs_frames.png`, `memory_vs_frames.png`, `quality.png` and
 `sweep_config.json` into `--workdir`. Re-running the same command resumes.
+Needs the `plot` extra (`pip install -e ".[plot]"`, matplotlib) for the plots.
 Overrides: `--sweep.frames=(16,32)`, `--sweep.base.stage.video.global_batch_size=4`,
 `--only=stunet,no_temporal_downsampling`.
 """
@@ -35,6 +36,12 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
+  try:
+    import matplotlib  # pylint: disable=unused-import
+  except ImportError:
+    # Fail before minutes of compiling, not at the end when the plots are drawn.
+    raise SystemExit("error: ablate.py draws its plots with matplotlib: "
+                     "pip install 'stunet[plot]'") from None
   import jax
   if _CPU_DEVICES.value:
     jax.config.update("jax_platforms", "cpu")
