@@ -25,7 +25,7 @@ def get_config(arg=None):
   c.text.update(dict(max_length=128, width=32, depth=1, heads=2))
   c.diffusion.sample_steps = 24
   c.optim.update(dict(num_steps=400, warmup_steps=20, learning_rate=2e-3, ema_decay=0.99))
-  c.stage.t2i.update(dict(num_steps=400, global_batch_size=32))
+  c.stage.t2i.update(dict(num_steps=1200, global_batch_size=32))
   c.stage.video.update(dict(num_steps=150, global_batch_size=8))
   c.ckpt.every_steps = 50
   c.log.every_steps = 10
