@@ -8,14 +8,13 @@ the pipeline must not be the bottleneck.
   python -m benchmarks.data_pipeline --variant=demo --data_dir=/tmp/stunet_data
 """
 
-import os
-import platform
 import time
 
 from absl import app
 from absl import flags
 import jax
 
+from benchmarks import common
 from stunet.data import config as data_config_lib
 from stunet.data import pipeline
 from stunet.data import shapes_video
@@ -26,17 +25,6 @@ _BATCHES = flags.DEFINE_integer("batches", 100, "Timed batches per setting.")
 _WARMUP = flags.DEFINE_integer("warmup", 5, "Untimed batches first.")
 _WORKERS = flags.DEFINE_list("worker_counts", ["0"], "grain worker counts to time.")
 _THREADS = flags.DEFINE_list("read_threads", ["1", "4"], "read thread counts to time.")
-
-
-def _machine() -> str:
-  cpu = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
-  return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-          f"jax {jax.__version__} on {jax.devices()[0].platform} x{jax.device_count()}")
 
 
 def _clips_per_second(config, mesh) -> float:
@@ -64,7 +52,7 @@ def main(argv):
     if not built:
       print(f"built {config.builder_config} in {time.perf_counter() - build_start:.1f} s")
   key = "image" if config.modality == "image" else "video"
-  print(f"machine: {_machine()}")
+  print(f"machine: {common.machine_info()}")
   print(f"variant {_VARIANT.value}: {config.builder_config}, global batch "
         f"{config.global_batch_size}, {key} frames={config.frames} "
         f"resolution={config.resolution}")

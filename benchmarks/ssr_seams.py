@@ -18,7 +18,6 @@ r"""Seams of windowed SSR (the paper's Fig. 14 effect) and seconds per sample of
 """
 
 import os
-import platform
 import time
 
 from absl import app
@@ -27,6 +26,8 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from benchmarks import common
 
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/ssr_bench", "Run directory of the SSR stage.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "data", "TFDS data dir (demo shapes_video).")
@@ -38,17 +39,6 @@ _SEAMS = flags.DEFINE_bool("seams", True, "Train the SSR and measure the seams."
 _TIMING = flags.DEFINE_bool("timing", True, "Time base and base + SSR per sample.")
 _REPEATS = flags.DEFINE_integer("repeats", 1, "Timed calls after the compiling one (min kept).")
 _OUT = flags.DEFINE_string("out", None, "Markdown file for the results (default: print).")
-
-
-def _machine() -> str:
-  cpu = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
-  return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-          f"jax {jax.__version__} on {jax.devices()[0].platform} x{jax.device_count()}")
 
 
 def _ssr_config(data_dir, resolution, low_resolution, train_steps=1, batch=8):
@@ -102,7 +92,7 @@ def main(argv):
   from stunet.train import stages
 
   mesh = mesh_lib.make_mesh(_ssr_config(_DATA_DIR.value, 32, 16).mesh, jax.devices()[:1])
-  lines = [f"Machine: {_machine()}; load average at start {os.getloadavg()[0]:.1f} (shared "
+  lines = [f"Machine: {common.machine_info()}; load average at start {os.getloadavg()[0]:.1f} (shared "
            "machine: other jobs ran alongside, so times are upper bounds)", ""]
 
   if _SEAMS.value:
