@@ -1,7 +1,8 @@
 """Defaults and validation of the ``text`` config section (SPEC §3).
 
 ``kind`` picks the encoder: 'bytes_transformer' (byte tokenizer + small transformer trained
-with the T2I stage, then frozen) or 't5' (a frozen pre-trained T5 port). ``max_length`` is the
+with the T2I stage, then frozen), 'words_transformer' (the same transformer over hashed whole
+words, which a small encoder learns to read far sooner) or 't5' (a frozen pre-trained T5 port). ``max_length`` is the
 number of tokens the U-Net's cross-attention sees, whatever the kind.
 """
 
@@ -11,16 +12,19 @@ import ml_collections
 
 from stunet.text import byte_tokenizer
 
-KINDS = ("bytes_transformer", "t5")
+KINDS = ("bytes_transformer", "words_transformer", "t5")
+# Kinds whose small transformer trains with the T2I stage.
+TRAINED_KINDS = ("bytes_transformer", "words_transformer")
 
 
 def text_config() -> ml_collections.ConfigDict:
   """The ``text`` section with defaults sized for the small byte encoder."""
   c = ml_collections.ConfigDict()
   c.kind = "bytes_transformer"
-  c.max_length = 64  # tokens, EOS included; bytes for 'bytes_transformer'
+  c.max_length = 64  # tokens, EOS included; bytes for 'bytes_transformer', words for 'words_...'
+  c.word_buckets = 16384  # 'words_transformer': hash buckets (word ids)
   c.on_truncation = "warn"  # 'warn' | 'error' | 'silent'
-  # Small transformer ('bytes_transformer').
+  # Small transformer ('bytes_transformer', 'words_transformer').
   c.width = 256
   c.depth = 4
   c.heads = 4
@@ -45,7 +49,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      f"got {config.on_truncation!r}")
   if config.cache_size < 0:
     raise ValueError(f"text.cache_size must be >= 0, got {config.cache_size!r}")
-  if config.kind == "bytes_transformer":
+  if config.kind == "words_transformer" and (
+      not isinstance(config.word_buckets, int) or config.word_buckets < 1):
+    raise ValueError(f"text.word_buckets must be a positive integer, got {config.word_buckets!r}")
+  if config.kind in TRAINED_KINDS:
     for field in ("width", "depth", "heads", "mlp_ratio"):
       if not isinstance(config[field], int) or config[field] < 1:
         raise ValueError(f"text.{field} must be a positive integer, got {config[field]!r}")

@@ -15,12 +15,23 @@ from stunet.text import byte_tokenizer
 from stunet.text import config as config_lib
 from stunet.text import interface
 from stunet.text import transformer_encoder
+from stunet.text import word_tokenizer
 
 
 def _bytes_transformer(config: ml_collections.ConfigDict):
   tokenizer = byte_tokenizer.ByteTokenizer(config.max_length, config.on_truncation)
   module = transformer_encoder.TransformerTextEncoder(
       vocab_size=byte_tokenizer.VOCAB_SIZE, max_length=config.max_length, width=config.width,
+      depth=config.depth, heads=config.heads, mlp_dim=config.mlp_ratio * config.width,
+      dropout_rate=config.dropout_rate, name="text_encoder")
+  return tokenizer, module
+
+
+def _words_transformer(config: ml_collections.ConfigDict):
+  tokenizer = word_tokenizer.HashedWordTokenizer(config.max_length, config.word_buckets,
+                                                 config.on_truncation)
+  module = transformer_encoder.TransformerTextEncoder(
+      vocab_size=tokenizer.vocab_size, max_length=config.max_length, width=config.width,
       depth=config.depth, heads=config.heads, mlp_dim=config.mlp_ratio * config.width,
       dropout_rate=config.dropout_rate, name="text_encoder")
   return tokenizer, module
@@ -52,6 +63,7 @@ def _t5(config: ml_collections.ConfigDict):
 BUILDERS: dict[str, Callable[[ml_collections.ConfigDict],
                              tuple[interface.Tokenizer, nn.Module]]] = {
     "bytes_transformer": _bytes_transformer,
+    "words_transformer": _words_transformer,
     "t5": _t5,
 }
 
