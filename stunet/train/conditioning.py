@@ -22,9 +22,12 @@ Everything here is jittable. The hooks of this module:
   low-resolution one is made from it on device and turned into `stunet.apps.ssr.condition`
   channels with a random noise-augmentation level per example.
 
-A new conditioning (e.g. temporal super-resolution from known keyframes: ``cond`` = keyframes
-in place, zero elsewhere, plus a mask over frames) is one more ``make_condition`` function and
-a `stunet.train.stages.Stage` with ``cond_channels`` and ``conditioning`` set.
+- `keyframes_in_place` (stage ``tsr``, SPEC §1): temporal super-resolution; ``cond`` = every
+  ``stage.tsr.keyframe_interval``-th frame of the clip in place, zeros elsewhere, plus the
+  keyframe mask (`stunet.apps.keyframes_tsr.keyframe_condition`); the target is the full clip.
+
+A new conditioning is one more ``make_condition`` function and a `stunet.train.stages.Stage`
+with ``cond_channels`` and ``conditioning`` set.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from stunet.apps import keyframes_tsr
 from stunet.apps import masks
 from stunet.apps import ssr
 
@@ -65,5 +69,17 @@ def ssr_from_high_res(config: ml_collections.ConfigDict) -> ConditionFn:
     t_aug = jax.random.uniform(aug_rng, (x0.shape[0],), minval=aug_min, maxval=aug_max)
     cond = ssr.condition(noise_rng, ssr.degrade(x0, low), x0.shape[2], t_aug, diffusion)
     return x0, cond
+
+  return condition
+
+
+def keyframes_in_place(config: ml_collections.ConfigDict) -> ConditionFn:
+  """The TSR conditioning: the clip's keyframes in place and the keyframe mask (module doc)."""
+  interval = int(config.stage.tsr.keyframe_interval)
+
+  def condition(rng, x0):
+    del rng  # the keyframes of a clip are fixed: no randomness
+    cond, mask = keyframes_tsr.keyframe_condition(x0, interval)
+    return x0, jnp.concatenate([cond * mask, mask], axis=-1)
 
   return condition

@@ -73,6 +73,17 @@ def stage_config() -> ml_collections.ConfigDict:
   # (the paper: 2), or start every `window_stride` frames when that is > 0.
   c.ssr.window_overlap = 2
   c.ssr.window_stride = 0
+  # Temporal super-resolution stage (SPEC §1; the keyframes + TSR cascade baseline of the
+  # ablation, `stunet.apps.keyframes_tsr`): the T2I weights inflated into a STUNet with 4
+  # zero-initialised input channels, trained on full clips to fill the frames between every
+  # `keyframe_interval`-th frame (the keyframes, given in place with a mask).
+  c.tsr = ml_collections.ConfigDict()
+  c.tsr.num_steps = 0
+  c.tsr.learning_rate = 0.0
+  c.tsr.global_batch_size = 0
+  c.tsr.init_from = ""  # the T2I run to inflate (as for video); '' = the t2i stage of this workdir
+  c.tsr.init_from_ema = True
+  c.tsr.keyframe_interval = 2  # k: keyframes are frames 0, k, 2k, ...; must divide data.frames
   # Style stage (SPEC §5): the T2I model fine-tuned on one style image whose caption carries
   # a style token; `experiments/sample.py --style_workdir` blends its spatial weights in.
   c.t2i_style = ml_collections.ConfigDict()

@@ -14,6 +14,11 @@
 - `ssr` (SPEC §4): a STUNet trained from scratch on windows of `stage.ssr.window_frames`
   frames at `stage.ssr.resolution`, conditioned on the noise-augmented, bilinearly upsampled
   low-resolution clip (4 input channels, `stunet.apps.ssr`).
+- `tsr` (SPEC §1): the keyframes + temporal super-resolution baseline's TSR model: the T2I
+  weights inflated into a STUNet with 4 zero-initialised input channels (keyframes in place +
+  keyframe mask, `stunet.apps.keyframes_tsr`), trained (spatial and temporal layers; the new
+  input channels need the spatial `conv_in`) to generate the full clip from every
+  `stage.tsr.keyframe_interval`-th frame.
 - `t2i_style` (SPEC §5): the T2I model fine-tuned (spatial layers) on one style image with a
   style-token caption; sampling blends its spatial weights into the video model.
 
@@ -36,6 +41,7 @@ import jax
 import ml_collections
 
 from stunet.apps import expand_channels
+from stunet.apps import keyframes_tsr
 from stunet.apps import masks
 from stunet.apps import ssr as ssr_lib
 from stunet.data import style_image
@@ -135,6 +141,13 @@ def _expand_from_video(parent: Params, fresh: Params) -> Params:
           "text": _copy_values(parent["text"], fresh["text"])}
 
 
+def _inflate_with_keyframe_channels(parent: Params, fresh: Params) -> Params:
+  """T2I weights inflated into the TSR STUNet; zero `conv_in` weights for the keyframes."""
+  t2i = expand_channels.expand_input_channels(parent["unet"], keyframes_tsr.COND_CHANNELS)
+  return {"unet": inflate_lib.inflate(t2i, fresh["unet"]),
+          "text": _copy_values(parent["text"], fresh["text"])}
+
+
 def _configure_conditional(c: ml_collections.ConfigDict) -> None:
   s = c.stage.conditional
   tasks = tuple(s.tasks)
@@ -180,6 +193,10 @@ def _configure_ssr(c: ml_collections.ConfigDict) -> None:
     c.data.builder_config = s.builder_config
 
 
+def _configure_tsr(c: ml_collections.ConfigDict) -> None:
+  keyframes_tsr.check_interval(c.stage.tsr.keyframe_interval, c.data.frames)
+
+
 def _configure_t2i_style(c: ml_collections.ConfigDict) -> None:
   s = c.stage.t2i_style
   if not s.image:
@@ -218,6 +235,11 @@ register(Stage(name="ssr", modality="video", build_model=STUNet,
                trains=frozenset({"spatial", "temporal", "text"}),
                cond_channels=ssr_lib.COND_CHANNELS,
                conditioning=conditioning_lib.ssr_from_high_res, configure=_configure_ssr))
+register(Stage(name="tsr", modality="video", build_model=STUNet,
+               trains=frozenset({"spatial", "temporal"}),
+               parent="t2i", from_parent=_inflate_with_keyframe_channels,
+               cond_channels=keyframes_tsr.COND_CHANNELS,
+               conditioning=conditioning_lib.keyframes_in_place, configure=_configure_tsr))
 register(Stage(name="t2i_style", modality="image", build_model=T2IUNet,
                trains=frozenset({"spatial"}),
                parent="t2i", from_parent=_copy_from_parent, configure=_configure_t2i_style,

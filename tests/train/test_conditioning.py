@@ -1,8 +1,9 @@
-"""Conditioned stages: the conditioning hook, `conditional` and `ssr` stage construction.
+"""Conditioned stages: the conditioning hook, `conditional`, `ssr` and `tsr` stage construction.
 
 The conditional stage starts exactly as the video model (zero-initialised new input weights),
-its training batches carry random masked tasks, and the SSR conditioning is the upsampled,
-noise-augmented low-resolution clip plus its augmentation level.
+its training batches carry random masked tasks, the SSR conditioning is the upsampled,
+noise-augmented low-resolution clip plus its augmentation level, and the TSR conditioning is
+the clip's keyframes in place plus the keyframe mask.
 """
 
 import flax.linen as nn
@@ -32,13 +33,15 @@ def config():
 @pytest.fixture(scope="module")
 def setups(config):
   return {name: build.build_stage(config, stages.get_stage(name))
-          for name in ("video", "conditional", "ssr")}
+          for name in ("t2i", "video", "conditional", "ssr", "tsr")}
 
 
 def test_stage_sets_cond_channels(setups):
   assert setups["video"].config.model.cond_channels == 0
   assert setups["conditional"].config.model.cond_channels == 4
   assert setups["ssr"].config.model.cond_channels == ssr.COND_CHANNELS
+  assert setups["tsr"].config.model.cond_channels == 4
+  assert setups["tsr"].example_shape == (8, 16, 16, 3)
   assert setups["conditional"].example_shape == (8, 16, 16, 3)  # pixels; the model adds 4
 
 
@@ -112,6 +115,8 @@ def test_ssr_condition(setups):
     ("ssr.window_frames", -1, "stage.ssr.window_frames"),
     ("conditional.tasks", ("image_to_video", "deblur"), "stage.conditional.tasks"),
     ("conditional.min_box", 0.0, "stage.conditional.min_box"),
+    ("tsr.keyframe_interval", 3, r"stage.tsr.keyframe_interval=3 must divide data.frames=8"),
+    ("tsr.keyframe_interval", 1, "stage.tsr.keyframe_interval must be an integer >= 2"),
 ])
 def test_stage_fields_are_validated(config, field, value, message):
   c = tiny_config(num_steps=4, two_levels=True)
@@ -147,3 +152,57 @@ def test_conditional_train_step_uses_the_conditioning(setups):
   after = np.asarray(state.params["unet"]["conv_in"]["kernel"])
   assert np.isfinite(float(metrics["loss"]))
   assert np.abs(after[:, :, 3:]).max() > 0
+
+
+def test_tsr_condition_layout(setups):
+  """Keyframes (every k-th frame) exact in place, zeros between them, mask on keyframes only,
+  target the full clip."""
+  c = setups["tsr"].config
+  assert c.stage.tsr.keyframe_interval == 2
+  condition = conditioning.keyframes_in_place(c)
+  x0 = jax.random.uniform(jax.random.key(0), (2, 8, 4, 4, 3), minval=-1, maxval=1)
+  target, cond = jax.jit(condition)(jax.random.key(1), x0)
+  np.testing.assert_array_equal(target, x0)
+  assert cond.shape == (2, 8, 4, 4, 4)
+  keyframes = [0, 2, 4, 6]
+  others = [1, 3, 5, 7]
+  np.testing.assert_array_equal(cond[:, keyframes, ..., :3], x0[:, keyframes])
+  np.testing.assert_array_equal(cond[:, others], 0.0)
+  np.testing.assert_array_equal(cond[:, keyframes, ..., 3], 1.0)
+
+
+def test_tsr_starts_from_the_t2i_weights(setups):
+  t2i, tsr = setups["t2i"], setups["tsr"]
+  parent = randomize(jax.eval_shape(t2i.init_params, jax.random.key(0)))
+  fresh = jax.eval_shape(tsr.init_params, jax.random.key(1))
+  params = nn.unbox(tsr.stage.from_parent(parent, fresh))
+  kernel = params["unet"]["conv_in"]["kernel"]
+  assert kernel.shape[2] == 7
+  np.testing.assert_array_equal(kernel[:, :, 3:], 0.0)  # keyframe channels start unused
+  np.testing.assert_array_equal(kernel[:, :, :3], parent["unet"]["conv_in"]["kernel"])
+  jax.tree.map(np.testing.assert_array_equal, params["text"], nn.unbox(parent["text"]))
+  assert tsr.stage.parent == "t2i" and tsr.stage.trains == {"spatial", "temporal"}
+
+
+def test_tsr_trains_on_the_keyframes(setups):
+  """Two jitted steps from the T2I weights: finite losses, the keyframe channels learn."""
+  setup = setups["tsr"]
+  mesh = mesh_lib.make_mesh(setup.config.mesh, jax.devices()[:1])
+  parent = randomize(jax.eval_shape(setups["t2i"].init_params, jax.random.key(0)), scale=0.1)
+  state, shardings = state_lib.create_sharded_state(
+      setup.boxed_init, mesh, setup.config.mesh.rules, jax.random.key(0), parent)
+  batch = fixed_batch(setup.tokenizer, "video", setup.example_shape)
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  keys = ("video", "text_ids", "text_mask")
+  run = step_lib.jit_step(setup.step_fn(), shardings, {k: sharding for k in keys}, mesh)
+  text_before = jax.tree.map(np.asarray, state.params["text"])
+  losses = []
+  for _ in range(2):
+    state, metrics = run(state, batch)
+    losses.append(float(metrics["loss"]))
+  assert all(np.isfinite(losses)) and int(state.step) == 2
+  kernel = np.asarray(state.params["unet"]["conv_in"]["kernel"])
+  assert np.abs(kernel[:, :, 3:]).max() > 0
+  # The text encoder comes from the T2I run and stays frozen.
+  jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, state.params["text"]),
+               text_before)
