@@ -17,6 +17,8 @@ Applications (SPEC §4-§5; masks are white where pixels are generated):
   --mode=v2v --video=VID --strength=0.6    SDEdit under the new prompt (stage `video`)
   --style_workdir=RUN --style_alpha=0.75   spatial weights blended with a `t2i_style` run
   --ssr_workdir=RUN                        upsample with an `ssr` run (temporal MultiDiffusion)
+  --tsr_workdir=RUN                        keyframes + TSR baseline: the video stage's clips are
+                                           keyframes, a `tsr` run fills the frames between them
 """
 
 from absl import app
@@ -47,6 +49,11 @@ _SSR_STEPS = flags.DEFINE_integer("ssr_steps", None, "SSR denoising steps (defau
 _SSR_MERGE = flags.DEFINE_enum("ssr_merge", "average", ["average", "independent"],
                                "Temporal windows: MultiDiffusion averaging or independent "
                                "windows (the seam baseline).")
+_TSR_WORKDIR = flags.DEFINE_string("tsr_workdir", None, "A run with a 'tsr' stage: the "
+                                   "video stage's clips are its keyframes; it fills the frames "
+                                   "between them (the keyframes + TSR cascade baseline).")
+_TSR_STEPS = flags.DEFINE_integer("tsr_steps", None, "TSR denoising steps (default: the TSR "
+                                  "run's config).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 _PARAMS = flags.DEFINE_enum("params", "ema", ["ema", "raw"], "EMA or raw parameters.")
 _PROMPT = flags.DEFINE_multi_string("prompt", [], "A prompt (repeatable).")
@@ -95,10 +102,12 @@ def main(argv):
     cascade = (sample_run.CascadeOptions(workdir=_SSR_WORKDIR.value, steps=_SSR_STEPS.value,
                                          merge=_SSR_MERGE.value)
                if _SSR_WORKDIR.value else None)
+    tsr = (sample_run.TSROptions(workdir=_TSR_WORKDIR.value, steps=_TSR_STEPS.value)
+           if _TSR_WORKDIR.value else None)
     result = sample_run.sample_run(_WORKDIR.value, prompts, stage=_STAGE.value,
                                    step=_STEP.value, options=options, out_dir=_OUT.value,
                                    config=_CONFIG.value, inputs=inputs, style=style,
-                                   cascade=cascade)
+                                   cascade=cascade, tsr=tsr)
   except (FileNotFoundError, ValueError, compat.ConfigMismatchError) as e:
     raise SystemExit(f"error: {e}") from None
   print(f"{len(result.entries)} samples from step {result.step}: {result.gallery_path}")

@@ -159,7 +159,7 @@ def fill_between_keyframes(sampler: Callable[..., np.ndarray], params: Any,
 
   Args:
     sampler: the TSR stage's `stunet.train.samples.Sampler` (``(params, prompts, key,
-      callback, cond=...) -> pixels``).
+      callback, cond=...) -> pixels``; its ``setup.example_shape`` is the clip it makes).
     params: the TSR model's params (``{'unet', 'text'}``).
     prompts: one caption per clip.
     keyframes: generated keyframes in [-1, 1].
@@ -172,11 +172,12 @@ def fill_between_keyframes(sampler: Callable[..., np.ndarray], params: Any,
   if len(prompts) != len(keyframes):
     raise ValueError(f"{len(prompts)} prompts for {len(keyframes)} keyframe clips")
   cond, mask = place_keyframes(keyframes, interval)
+  makes = tuple(sampler.setup.example_shape)
+  if cond.shape[1:] != makes:
+    raise ValueError(f"the TSR model makes clips of shape {makes}, the keyframes need "
+                     f"{cond.shape[1:]} ({keyframes.shape[1]} keyframes x k = {interval}); the "
+                     f"keyframe and TSR runs must agree on frames and resolution")
   pixels = sampler(params, list(prompts), key, callback, cond=model_channels(cond, mask))
-  if pixels.shape != cond.shape:
-    raise ValueError(f"the TSR model made clips of shape {pixels.shape[1:]}, the keyframes "
-                     f"need {cond.shape[1:]} (T = {keyframes.shape[1]} keyframes x k = "
-                     f"{interval}); the two runs must agree on frames and resolution")
   if paste_keyframes:
     pixels = np.asarray(conditional_sampling.composite_known(pixels, cond, mask))
   return pixels

@@ -23,6 +23,9 @@ Beyond text-to-video (`ModeInputs`, SPEC §5):
   (`stunet.apps.stylize.interpolate_spatial`).
 - `CascadeOptions`: the base clips are upsampled by an `ssr` run with temporal MultiDiffusion
   (`stunet.apps.cascade`); the written clips are the high-resolution ones.
+- `TSROptions`: the keyframes + temporal super-resolution baseline (`stunet.apps.keyframes_tsr`):
+  the `video` stage's clips are keyframes, placed every `stage.tsr.keyframe_interval` frames,
+  and a `tsr` run fills the frames between them; the written clips are the full ones.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import tqdm
 from stunet.apps import cascade as cascade_lib
 from stunet.apps import conditional_sampling
 from stunet.apps import inputs as inputs_lib
+from stunet.apps import keyframes_tsr
 from stunet.apps import masks
 from stunet.apps import stylize
 from stunet.data import video_write
@@ -147,6 +151,19 @@ class CascadeOptions:
       raise ValueError(f"ssr_steps must be a positive integer, got {self.steps!r}")
     if self.merge not in cascade_lib.MERGES:
       raise ValueError(f"ssr merge must be one of {cascade_lib.MERGES}, got {self.merge!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TSROptions:
+  """Fill the frames between the base clips (keyframes) with a `tsr` run."""
+  workdir: str
+  step: int | None = None
+  steps: int | None = None  # TSR denoising steps (default: the TSR run's config)
+  paste_keyframes: bool = True  # the keyframes are exact in the output
+
+  def validate(self) -> None:
+    if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
+      raise ValueError(f"tsr_steps must be a positive integer, got {self.steps!r}")
 
 
 @dataclasses.dataclass
@@ -313,7 +330,8 @@ def sample_run(workdir: str, prompts: Sequence[str], *, stage: str | None = None
                mesh: jax.sharding.Mesh | None = None, progress: bool = True,
                on_step: Callable[[int], None] | None = None,
                inputs: ModeInputs = ModeInputs(), style: StyleOptions | None = None,
-               cascade: CascadeOptions | None = None) -> SampleResult:
+               cascade: CascadeOptions | None = None,
+               tsr: TSROptions | None = None) -> SampleResult:
   """Samples `options.num_samples` clips per prompt from a stage of `workdir` (module doc).
 
   Args:
@@ -332,10 +350,12 @@ def sample_run(workdir: str, prompts: Sequence[str], *, stage: str | None = None
     inputs: the mode and its input files (`ModeInputs`).
     style: blend in a style run's spatial weights (video stage).
     cascade: upsample with an SSR run.
+    tsr: the clips are keyframes; fill the frames between them with a TSR run (before any
+      SSR upsampling).
   """
   options.validate()
   inputs.validate()
-  for extra in (style, cascade):
+  for extra in (style, cascade, tsr):
     if extra is not None:
       extra.validate()
   prompts = read_prompts(prompts)
@@ -344,6 +364,9 @@ def sample_run(workdir: str, prompts: Sequence[str], *, stage: str | None = None
   if stage == "ssr":
     raise ValueError("the 'ssr' stage upsamples base samples: pass its workdir as "
                      "--ssr_workdir (CascadeOptions) with the base run's --workdir")
+  if stage == "tsr":
+    raise ValueError("the 'tsr' stage fills in the frames between keyframes: pass its workdir "
+                     "as --tsr_workdir (TSROptions) with the keyframe run's --workdir")
   if inputs.mode in CONDITIONAL_MODES and stage != "conditional":
     raise ValueError(f"--mode={inputs.mode} samples the 'conditional' stage, got "
                      f"--stage={stage}")
@@ -351,6 +374,9 @@ def sample_run(workdir: str, prompts: Sequence[str], *, stage: str | None = None
     raise ValueError(f"--mode=v2v edits with the 'video' stage, got --stage={stage}")
   if style is not None and stage != "video":
     raise ValueError(f"a style is blended into the 'video' stage's model, got --stage={stage}")
+  if tsr is not None and (stage != "video" or inputs.mode != "t2v"):
+    raise ValueError(f"the TSR run fills in text-to-video keyframes of the 'video' stage, got "
+                     f"--stage={stage} --mode={inputs.mode}")
   setup, params, step, mesh = _load_stage(workdir, stage, step, options.params, mesh, config)
   c = setup.config
   if style is not None:
@@ -406,6 +432,11 @@ def sample_run(workdir: str, prompts: Sequence[str], *, stage: str | None = None
   if style is not None:
     settings.update(style_workdir=os.path.abspath(style.workdir), style_alpha=style.alpha,
                     style_step=style_step)
+  fps = c.sample.fps
+  if tsr is not None:
+    pixels, tsr_settings, fps = _fill_frames(tsr, pixels, jobs, prompts, size, options,
+                                             guidance, sampler_name, mesh, progress, on_step)
+    settings.update(tsr_settings)
   if cascade is not None:
     pixels, ssr_settings = _upsample(cascade, pixels, jobs, prompts, size, options, guidance,
                                      sampler_name, c, mesh, progress, on_step)
@@ -422,7 +453,7 @@ def sample_run(workdir: str, prompts: Sequence[str], *, stage: str | None = None
       entries.append(gallery.write_sample(
           out_dir, f"p{p:03d}_s{k:02d}", video[i], prompt=prompts[p], seed=options.seed,
           settings={**settings, "batch": j, "index_in_batch": i - j * size},
-          fps=c.sample.fps))
+          fps=fps))
     title = f"{os.path.basename(os.path.abspath(workdir))} / {stage} step {step}"
     gallery_path = gallery.write_gallery(out_dir, entries, title=title)
     logging.info("wrote %d samples and %s", len(entries), gallery_path)
@@ -430,6 +461,47 @@ def sample_run(workdir: str, prompts: Sequence[str], *, stage: str | None = None
     gallery_path = os.path.join(out_dir, "index.html")
   return SampleResult(out_dir=out_dir, step=step, entries=entries, pixels=pixels,
                       gallery_path=gallery_path)
+
+
+def _fill_frames(tsr: TSROptions, keyframes: np.ndarray, jobs, prompts, size: int,
+                 options: SampleOptions, guidance: float, sampler_name: str,
+                 mesh: jax.sharding.Mesh, progress: bool,
+                 on_step: Callable[[int], None] | None) -> tuple[np.ndarray, dict, int]:
+  """`(full clips, settings, fps)`: the TSR run of `tsr` fills in the keyframe clips."""
+  setup, params, step, _ = _load_stage(tsr.workdir, "tsr", tsr.step, options.params, mesh)
+  c = setup.config
+  interval = int(c.stage.tsr.keyframe_interval)
+  if keyframes.ndim != 5:
+    raise ValueError("the TSR model fills in videos; sample the 'video' stage")
+  want = (int(c.data.frames) // interval, int(c.data.resolution), int(c.data.resolution))
+  if keyframes.shape[1:4] != want:
+    raise ValueError(f"the TSR run in {tsr.workdir} fills {want[0]} keyframes of "
+                     f"{want[1]}x{want[2]} (data.frames={c.data.frames} / "
+                     f"stage.tsr.keyframe_interval={interval}), but the keyframe model makes "
+                     f"{keyframes.shape[1]} frames of {keyframes.shape[2]}x{keyframes.shape[3]}")
+  steps = tsr.steps or c.diffusion.sample_steps
+  runner = _runner(samples_lib.Sampler, setup, mesh, steps=steps, sampler=sampler_name,
+                   guidance=guidance)
+  out = []
+  batches = range(0, len(jobs), size)
+  for j, start in enumerate(batches):
+    desc = f"tsr {j + 1}/{len(batches)}" if len(batches) > 1 else "tsr"
+    with tqdm.tqdm(total=steps, desc=desc, unit="step", disable=not progress) as bar:
+
+      def callback(s, bar=bar):
+        bar.update(1)
+        if on_step is not None:
+          on_step(s)
+
+      key = jax.random.fold_in(jax.random.fold_in(jax.random.key(options.seed), j), 2)
+      batch = jobs[start:start + size]
+      out.append(keyframes_tsr.fill_between_keyframes(
+          runner, params, [prompts[p] for p, _ in batch], keyframes[start:start + size], key,
+          interval, callback=callback, paste_keyframes=tsr.paste_keyframes))
+  settings = {"tsr_workdir": os.path.abspath(tsr.workdir), "tsr_step": step,
+              "tsr_steps": steps, "tsr_keyframe_interval": interval,
+              "tsr_paste_keyframes": tsr.paste_keyframes}
+  return np.concatenate(out), settings, int(c.sample.fps)
 
 
 def _upsample(cascade: CascadeOptions, pixels: np.ndarray, jobs, prompts, size: int,
