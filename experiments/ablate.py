@@ -7,7 +7,10 @@ r"""The temporal down-sampling ablation: cost analysis per variant, optionally q
 For every variant of the sweep config: parameters, forward + backward FLOPs and peak memory of
 the compiled video train step at each T of `sweep.frames` (compile only, minutes), the
 measured step time on this machine and, with `--train_steps N`, the video stage trained for N
-steps from one shared T2I run and evaluated on the test split. Writes `results.csv`,
+steps from one shared T2I run and evaluated on the test split (all captions, and the
+fast-motion ones where keyframes alias the motion). The `keyframes_tsr` variant (the keyframes +
+temporal super-resolution cascade) reports both of its models summed and splits the same steps
+between them (`sweep.keyframe_step_fraction`). Writes `results.csv`,
 `results.md`, `flops_vs_frames.png`, `memory_vs_frames.png`, `quality.png` and
 `sweep_config.json` into `--workdir`. Re-running the same command resumes.
 Needs the `plot` extra (`pip install -e ".[plot]"`, matplotlib) for the plots.

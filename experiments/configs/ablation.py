@@ -13,8 +13,20 @@ The argument names the base experiment config in `experiments/configs/` (default
   x2_every_level          x2 at every down-sampler
   x4_bottleneck           x4 at the coarsest down-sampler only
   no_temporal_attention   the base factors, without temporal attention layers
+  keyframes_tsr           the cascade Lumiere argues against (SPEC §1): a keyframe model on
+                          every k-th frame (k = stage.tsr.keyframe_interval, 2 here; the base
+                          factors reduced where T/k needs it) and a TSR model (stage `tsr`)
+                          filling the frames between the keyframes, both from the shared T2I
+                          run. Analysis rows sum the two models; with --train_steps N the
+                          keyframe model trains round(N * keyframe_step_fraction) steps and the
+                          TSR model the rest, at the video stage's batch, so its budget is the
+                          other variants'. Only when k divides the base's data.frames.
 
-Each variant is `(name, ((dotted.field, value), ...))`: overrides of the base config.
+Each variant is `(name, ((dotted.field, value), ...))`: overrides of the base config, or
+`(name, overrides, kind)` with a kind of `stunet.eval.ablation.VARIANT_KINDS` ('video', the
+default: one STUNet; 'keyframes_tsr': the cascade above). The quality tables report every
+variant on all test captions and on the fast-motion ones (a quick or a bouncing object), where
+keyframes alias the motion.
 """
 
 import importlib
@@ -32,6 +44,10 @@ def variants(base: ml_collections.ConfigDict) -> tuple:
           ("x4_bottleneck", (("model.temporal_factors", (1,) * (n - 1) + (4,)),)),
           ("no_temporal_attention", (("model.temporal_attention_levels", ()),
                                      ("model.temporal_attention_mid", False)))]
+  interval = 2
+  if base.data.frames and base.data.frames % interval == 0:
+    out.append(("keyframes_tsr", (("stage.tsr.keyframe_interval", interval),),
+                "keyframes_tsr"))
   return tuple(out)
 
 
@@ -46,4 +62,5 @@ def get_config(arg=None):
   c.analysis_batch = 1  # clips per analysed train step (FLOPs and memory per clip)
   c.step_time_repeats = 3  # timed runs of each compiled step (0 = compile only)
   c.eval_prompts = 32  # test-split captions per variant when training (--train_steps)
+  c.keyframe_step_fraction = 0.5  # keyframes_tsr: the keyframe model's share of the steps
   return c

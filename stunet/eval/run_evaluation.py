@@ -6,8 +6,10 @@ caption from the run's latest `video` checkpoint (`stunet.apps.sample_run`), run
 detector metrics (`metrics.evaluate_clips`) on them and, optionally, FVD-shapes against the
 split's real clips. It writes into ``<workdir>/eval/<split>_step<step>/``:
 
-  metrics.json   summary numbers overall, on the held-out and on the seen combinations, the
-                 settings, and per-clip records
+  metrics.json   summary numbers overall, on the held-out and on the seen combinations and
+                 on the fast-motion captions (a quick or a bouncing object: the motion that
+                 keyframes sampled every k frames alias, SPEC §1), the settings, and per-clip
+                 records
   metrics.md     the same summary as Markdown tables
   samples/       the sampled clips (mp4/GIF, contact sheets, XT slices, index.html)
 
@@ -28,6 +30,7 @@ import numpy as np
 
 from stunet.data import shapes_scene
 from stunet.data import source as source_lib
+from stunet.eval import caption_parser
 from stunet.eval import metrics as metrics_lib
 
 SPLITS = ("train", "validation", "test")
@@ -78,6 +81,15 @@ def _is_held_out(example: dict) -> bool:
     if triple in shapes_scene.HELD_OUT:
       return True
   return False
+
+
+def is_fast_motion(caption: str) -> bool:
+  """True when the caption names a quick or a bouncing object (`FAST_MOTION` subset)."""
+  return any(o.speed == "quick" or o.motion == "bouncing"
+             for o in caption_parser.parse_caption(caption))
+
+
+FAST_MOTION = "fast_motion"
 
 
 def _decode_caption(value) -> str:
@@ -134,7 +146,7 @@ def _summary(metrics: dict) -> dict:
 def evaluate_run(workdir: str, options: EvalOptions = EvalOptions(), *,
                  stage: str = "video", feature_extractor: Callable | None = None,
                  progress: bool = True, out_dir: str | None = None,
-                 mesh=None) -> dict:
+                 mesh=None, tsr=None) -> dict:
   """Samples the split's captions from `workdir` and writes the metrics (module docstring).
 
   Args:
@@ -146,6 +158,8 @@ def evaluate_run(workdir: str, options: EvalOptions = EvalOptions(), *,
     progress: progress bars while sampling.
     out_dir: output folder (default ``<workdir>/eval/<split>_step<step>``).
     mesh: the mesh to sample on (default: the run's `config.mesh` over all devices).
+    tsr: a `sample_run.TSROptions`: `stage` samples keyframes and the TSR run fills the frames
+      between them (the keyframes + TSR baseline); the clips are measured at the TSR run's fps.
 
   Returns:
     The metrics dict that was written to ``metrics.json``.
@@ -171,10 +185,12 @@ def evaluate_run(workdir: str, options: EvalOptions = EvalOptions(), *,
                                     f"{options.split}_step{step}")
   result = sample_run.sample_run(workdir, prompts, stage=stage, options=sample_options,
                                  out_dir=os.path.join(out_dir, "samples"), progress=progress,
-                                 mesh=mesh)
+                                 mesh=mesh, tsr=tsr)
   clips = video_write.to_uint8(result.pixels)
   if clips.ndim != 5:
     raise ValueError(f"stage {stage!r} produced images, not clips; evaluate a video stage")
+  if tsr is not None:  # full clips at the TSR run's frame rate, not the keyframes'
+    config = sample_run.load_run_config(tsr.workdir, "tsr")
   fps = int(config.data.fps or src.metadata["fps"])
 
   extractor, real = None, None
@@ -184,8 +200,9 @@ def evaluate_run(workdir: str, options: EvalOptions = EvalOptions(), *,
   metrics = metrics_lib.evaluate_clips(clips, prompts, fps, real_clips=real,
                                        feature_extractor=extractor)
   held = np.asarray([e.held_out for e in chosen])
+  fast = np.asarray([is_fast_motion(p) for p in prompts])
   subsets = {}
-  for name, mask in (("held_out", held), ("seen", ~held)):
+  for name, mask in (("held_out", held), ("seen", ~held), (FAST_MOTION, fast)):
     if mask.any():
       subsets[name] = _summary(metrics_lib.evaluate_clips(
           clips[mask], [p for p, m in zip(prompts, mask) if m], fps))
@@ -201,7 +218,8 @@ def evaluate_run(workdir: str, options: EvalOptions = EvalOptions(), *,
       "gallery": result.gallery_path,
       "summary": _summary(metrics),
       "subsets": subsets,
-      "per_clip": [{**c, "held_out": bool(h)} for c, h in zip(metrics["per_clip"], held)],
+      "per_clip": [{**c, "held_out": bool(h), FAST_MOTION: bool(f)}
+                   for c, h, f in zip(metrics["per_clip"], held, fast)],
   }
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, "metrics.json"), "w") as f:
@@ -263,7 +281,8 @@ def to_markdown(record: dict) -> str:
   lines.append("")
   lines.append(metrics_lib.metrics_to_markdown(record["summary"]))
   for name, title in (("held_out", "Held-out (colour, shape, motion) combinations"),
-                      ("seen", "Combinations seen in training")):
+                      ("seen", "Combinations seen in training"),
+                      (FAST_MOTION, "Fast motion: a quick or a bouncing object")):
     if name in record["subsets"]:
       lines += [f"## {title}", "", metrics_lib.metrics_to_markdown(record["subsets"][name])]
   return "\n".join(lines)

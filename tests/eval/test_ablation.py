@@ -1,6 +1,7 @@
 """Tests for the ablation harness: analysis-only table and plots on tiny, resume, errors."""
 
 import csv
+import json
 import os
 
 import pytest
@@ -36,12 +37,14 @@ def _row(rows, variant, frames):
 
 
 def test_variants_follow_the_number_of_downsamplers():
-  names = [n for n, _ in ablation_config.variants(ablation_config.get_config("tiny").base)]
+  names = [v[0] for v in ablation_config.variants(ablation_config.get_config("tiny").base)]
   assert names == ["stunet", "no_temporal_downsampling", "x2_every_level", "x4_bottleneck",
-                   "no_temporal_attention"]  # tiny has two down-samplers: no "coarsest two"
+                   "no_temporal_attention", "keyframes_tsr"]  # two down-samplers: no "coarsest two"
+  assert [ablation.variant_kind(v) for v in ablation_config.variants(
+      ablation_config.get_config("tiny").base)][-2:] == ["video", "keyframes_tsr"]
   base = ablation_config.get_config("tiny").base
   base.model.channel_mult = (1, 2, 2, 2)
-  overrides = dict(ablation_config.variants(base))
+  overrides = {v[0]: v[1] for v in ablation_config.variants(base)}
   assert dict(overrides["x2_coarsest_two"]) == {"model.temporal_factors": (1, 2, 2)}
 
 
@@ -60,7 +63,7 @@ def test_analysis_numbers(finished):
 
 def test_indivisible_frames_give_a_reason_not_a_crash():
   sweep = _sweep()
-  overrides = dict(dict(ablation_config.variants(sweep.base))["x4_bottleneck"])
+  overrides = {v[0]: dict(v[1]) for v in ablation_config.variants(sweep.base)}["x4_bottleneck"]
   row = ablation.analyse(ablation.variant_config(sweep.base, overrides), 6)
   assert "divisible" in row["error"] and "temporal_factors" in row["error"]
 
@@ -99,10 +102,66 @@ def test_bad_override_names_the_field(tmp_path):
     ablation.Sweep(sweep, str(tmp_path))
 
 
+@pytest.fixture(scope="module")
+def keyframes_sweep(tmp_path_factory):
+  """An analysis-only sweep of the keyframes + TSR cascade at T=4 (k=2)."""
+  sweep = _sweep()
+  sweep.variants = tuple(v for v in ablation_config.variants(sweep.base)
+                         if v[0] == "keyframes_tsr")
+  sweep.frames = (4,)
+  workdir = str(tmp_path_factory.mktemp("keyframes_sweep"))
+  logged = []
+  runner = ablation.Sweep(sweep, workdir, log=logged.append)
+  runner.run_analysis()
+  return runner, runner.write_outputs(), logged
+
+
+def test_keyframes_tsr_analysis_row_sums_both_models(keyframes_sweep, finished):
+  runner, paths, logged = keyframes_sweep
+  row, stunet = _row(runner.rows(), "keyframes_tsr", 4), _row(finished[1].rows(), "stunet", 4)
+  assert row["error"] == "" and row["models"] == "keyframes+tsr"
+  assert (row["keyframe_interval"], row["keyframe_frames"]) == (2, 2)
+  assert row["keyframe_temporal_factors"] == [2]  # 2 keyframes still divide by the x2
+  for key in ("params_total", "train_step_flops", "peak_memory_bytes", "step_seconds"):
+    assert row[key] == row[f"keyframes_{key}"] + row[f"tsr_{key}"] > 0, key
+  # The keyframe model is the STUNet on half the frames; the TSR model the STUNet at T with 4
+  # more input channels: both cost less than / about the same as the STUNet at T.
+  assert row["keyframes_params_total"] == stunet["params_total"]
+  assert row["tsr_params_total"] > stunet["params_total"]
+  assert row["keyframes_train_step_flops"] < stunet["train_step_flops"]
+  assert row["tsr_train_step_flops"] > stunet["train_step_flops"]
+  assert logged == ["[keyframes_tsr] compiling the keyframe and TSR train steps at T=4"]
+  markdown = open(paths["markdown"]).read()
+  assert ("| keyframes_tsr | 4 | 1 |" in markdown
+          and "sum of the keyframe model (T/k = 2 frames) and the TSR model (T = 4)" in markdown)
+  with open(paths["csv"]) as f:
+    assert [r["models"] for r in csv.DictReader(f)] == ["keyframes+tsr"]
+
+
+def test_keyframes_tsr_bad_interval_gives_a_reason_or_fails_early(tmp_path):
+  sweep = _sweep()
+  config = ablation.variant_config(sweep.base, {"stage.tsr.keyframe_interval": 4})
+  row = ablation.analyse_keyframes_tsr(config, 6)
+  assert "stage.tsr.keyframe_interval=4 must divide data.frames=6" in row["error"]
+  sweep.variants = (("kf", (("stage.tsr.keyframe_interval", 1),), "keyframes_tsr"),)
+  with pytest.raises(ValueError, match="variant 'kf': stage.tsr.keyframe_interval must be"):
+    ablation.Sweep(sweep, str(tmp_path))
+  sweep.variants = (("kf", (), "cascade"),)
+  with pytest.raises(ValueError, match="kind 'cascade'"):
+    ablation.Sweep(sweep, str(tmp_path))
+  sweep.variants = (("kf", (), "keyframes_tsr"),)
+  sweep.keyframe_step_fraction = 1.0
+  with pytest.raises(ValueError, match="sweep.keyframe_step_fraction"):
+    ablation.Sweep(sweep, str(tmp_path))
+
+
 @pytest.mark.slow
 def test_training_mode_evaluates_each_variant_once(tmp_path):
+  """STUNet and the keyframes + TSR cascade at the same 2-step budget, evaluated, resumed."""
+  from stunet.eval import run_evaluation
   sweep = _sweep()
-  sweep.variants = sweep.variants[:1]
+  sweep.variants = tuple(v for v in ablation_config.variants(sweep.base)
+                         if v[0] in ("stunet", "keyframes_tsr"))
   sweep.frames = (4,)
   sweep.base.data.data_dir = str(tmp_path / "data")
   sweep.base.stage.t2i.num_steps = 1
@@ -111,14 +170,32 @@ def test_training_mode_evaluates_each_variant_once(tmp_path):
   sweep.base.log.update(dict(num_samples=0, progress_bar=False, tensorboard=False))
   logged = []
   runner = ablation.Sweep(sweep, str(tmp_path / "sweep"), log=logged.append)
-  runner.run_training(train_steps=1, eval_prompts=2)
-  quality = [r for r in runner.rows() if r["kind"] == "quality"]
-  assert len(quality) == 1 and quality[0]["num_clips"] == 2 and quality[0]["train_steps"] == 1
-  assert os.path.exists(quality[0]["metrics_json"])
+  runner.run_training(train_steps=2, eval_prompts=2)
+  quality = {r["variant"]: r for r in runner.rows() if r["kind"] == "quality"}
+  assert set(quality) == {"stunet", "keyframes_tsr"}
+  for q in quality.values():
+    assert q["error"] == "" and q["num_clips"] == 2 and q["train_steps"] == 2
+    saved = json.load(open(q["metrics_json"]))
+    fast = sum(run_evaluation.is_fast_motion(c["prompt"]) for c in saved["per_clip"])
+    assert q.get("fast_num_clips", 0) == fast
+  cascade = quality["keyframes_tsr"]
+  assert (cascade["keyframe_steps"], cascade["tsr_steps"], cascade["keyframe_interval"]) == (
+      1, 1, 2)
+  saved = json.load(open(cascade["metrics_json"]))
+  assert saved["settings"]["tsr_keyframe_interval"] == 2 and saved["summary"]["fps"] == 16
+  run = os.path.join(str(tmp_path / "sweep"), "runs", "keyframes_tsr")
+  assert json.load(open(os.path.join(run, "video", "config.json")))["data"]["frames"] == 4
+  assert json.load(open(os.path.join(run, "tsr", "config.json")))["data"]["frames"] == 8
+  sample = os.path.join(saved["samples_dir"], "p000_s00.json")
+  assert json.load(open(sample))["settings"]["tsr_step"] == 1
   paths = runner.write_outputs()
   assert os.path.exists(paths["quality_plot"])
-  assert "| stunet | 1 | 2 |" in open(paths["markdown"]).read()
+  markdown = open(paths["markdown"]).read()
+  assert "| stunet | 2 | 2 |" in markdown and "| keyframes_tsr | 2 | 2 |" in markdown
+  assert "fast-motion captions only" in markdown
+
   logged.clear()
-  runner.run_training(train_steps=1, eval_prompts=2)  # resumed: the variant is done
+  runner.run_training(train_steps=2, eval_prompts=2)  # resumed: both variants are done
   assert len(logged) == 1 and "[t2i]" in logged[0]
-  assert len([r for r in runner.rows() if r["kind"] == "quality"]) == 1
+  for stage in ("video", "tsr"):  # a re-run neither retrains nor continues the cascade
+    assert sorted(os.listdir(os.path.join(run, stage, "checkpoints"))) == ["1"]

@@ -31,6 +31,14 @@ def test_select_fills_from_the_other_kind():
   assert sum(e.held_out for e in chosen) == 4 and len(chosen) == 5
 
 
+def test_fast_motion_captions_are_quick_or_bouncing():
+  assert run_evaluation.is_fast_motion("a small red circle moving quickly to the left")
+  assert run_evaluation.is_fast_motion("a small red circle bouncing slowly up and down")
+  assert not run_evaluation.is_fast_motion("a small red circle moving slowly upwards")
+  assert run_evaluation.is_fast_motion(
+      "a small red circle moving slowly upwards and a small red circle moving fast to the left")
+
+
 def test_options_name_the_bad_field():
   with pytest.raises(ValueError, match="split must be one of"):
     run_evaluation.EvalOptions(split="dev").validate()
@@ -61,7 +69,12 @@ def test_writes_metrics_json_markdown_and_samples(record, tiny_run):
   assert saved["summary"]["num_clips"] == 4 == len(saved["per_clip"])
   # Every test clip holds a held-out combination (validation clips never do).
   assert all(c["held_out"] for c in saved["per_clip"])
-  assert set(saved["subsets"]) == {"held_out"}
+  fast = [run_evaluation.is_fast_motion(c["prompt"]) for c in saved["per_clip"]]
+  assert [c[run_evaluation.FAST_MOTION] for c in saved["per_clip"]] == fast
+  assert set(saved["subsets"]) == {"held_out"} | ({run_evaluation.FAST_MOTION} if any(fast)
+                                                  else set())
+  if any(fast):
+    assert saved["subsets"][run_evaluation.FAST_MOTION]["num_clips"] == sum(fast)
   assert set(saved["summary"]["accuracy"]) >= {"colour", "shape", "motion", "count"}
   assert saved["settings"]["steps"] == 2
   markdown = open(os.path.join(out, "metrics.md")).read()
@@ -83,4 +96,5 @@ def test_user_feature_extractor_gives_a_frechet_distance(tiny_run):
                                     progress=False, mesh=mesh)
   assert np.isfinite(out["summary"]["fvd_shapes"]) and out["summary"]["fvd_shapes"] >= 0
   assert out["out_dir"].endswith("validation_step2")
-  assert set(out["subsets"]) == {"seen"}
+  # Validation clips never hold a held-out combination; some move fast.
+  assert set(out["subsets"]) - {run_evaluation.FAST_MOTION} == {"seen"}
