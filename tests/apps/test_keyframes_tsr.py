@@ -102,3 +102,12 @@ def test_fill_between_keyframes_pastes_the_keyframes(tsr_sampler):
     keyframes_tsr.fill_between_keyframes(sampler, params, prompts, keyframes[:, :2], key, 2)
   with pytest.raises(ValueError, match="2 prompts for 1 keyframe clips"):
     keyframes_tsr.fill_between_keyframes(sampler, params, prompts, keyframes[:1], key, 2)
+
+
+def test_keyframes_config_file_derives_from_its_base():
+  from experiments.configs import keyframes
+  c = keyframes.get_config("tiny")
+  base = tiny.get_config()
+  assert (c.data.frames, c.data.fps) == (base.data.frames // 2, base.data.fps // 2)
+  assert tuple(c.model.temporal_factors) == (2, 2) and c.stages == base.stages
+  build.build_stage(c, stages.get_stage("video"))  # a valid video-stage config
