@@ -206,6 +206,9 @@ def analyse_keyframes_tsr(config, frames: int, batch: int = 1, time_repeats: int
     keyframe_config = keyframes_tsr.keyframe_config(c)
   except ValueError as e:
     return {"frames": frames, "error": str(e)}
+  error = _frames_error(c, frames)  # before compiling the keyframe model for nothing
+  if error:
+    return {"frames": frames, "error": f"tsr model: {error}"}
   parts = {"keyframes": analyse(keyframe_config, frames // interval, batch, time_repeats),
            "tsr": analyse(c, frames, batch, time_repeats, stage="tsr")}
   for name, part in parts.items():
