@@ -144,6 +144,7 @@ def test_keyframes_tsr_bad_interval_gives_a_reason_or_fails_early(tmp_path):
   row = ablation.analyse_keyframes_tsr(config, 6)
   assert "stage.tsr.keyframe_interval=4 must divide data.frames=6" in row["error"]
   config.stage.tsr.keyframe_interval = 5  # one keyframe fits, but the TSR model's x2 does not
+  config.data.fps = 15
   row = ablation.analyse_keyframes_tsr(config, 5)
   assert row["error"].startswith("tsr model: Number of frames 5 is not divisible")
   sweep.variants = (("kf", (("stage.tsr.keyframe_interval", 1),), "keyframes_tsr"),)
