@@ -12,6 +12,12 @@ Compiling the base config's step takes minutes on a CPU, so the default runs it 
 frame size (`--resolution`, the base widths and depth unchanged) and the per-level split at
 the config's own size (a jaxpr walk: no compile). XLA's LLVM optimisation level is lowered
 (unless XLA_FLAGS is set): that changes generated code, not the HLO analyses read here.
+XLA:CPU's default concurrency-optimised scheduler is also turned off: it hoists the
+recomputation of `model.remat` blocks next to the forward pass, so its schedule keeps every
+block's internals alive and remat saves nothing (demo widths, 16x64x64: 1611 MiB temporaries
+without remat, 1618 MiB with it under the default scheduler, 1010 MiB with it under the
+memory-minimising one). Accelerator schedulers are memory-aware, so the memory-minimising
+schedule is the one that predicts them.
 
   python -m benchmarks.temporal_scaling                 # base widths, 32x32, T = 16..128
   python -m benchmarks.temporal_scaling --quick         # two-level tiny model, a smoke run
@@ -23,7 +29,8 @@ import os
 
 if "XLA_FLAGS" not in os.environ:
   os.environ["XLA_FLAGS"] = ("--xla_backend_optimization_level=0 "
-                             "--xla_llvm_disable_expensive_passes=true")
+                             "--xla_llvm_disable_expensive_passes=true "
+                             "--xla_cpu_enable_concurrency_optimized_scheduler=false")
 
 import ast  # noqa: E402
 import dataclasses  # noqa: E402
@@ -51,6 +58,10 @@ _LEVELS_FRAMES = flags.DEFINE_integer("levels_frames", 80,
 _MODEL = flags.DEFINE_multi_string(
     "model", [], "field=python literal model override applied to both networks, repeatable, "
     "e.g. --model='temporal_factors=(4, 2, 2, 1)' --model='num_res_blocks=(1, 2, 2, 2, 2)'.")
+_VARIANT = flags.DEFINE_multi_string(
+    "variant", [], "field=python literal: a third network, the STUNet with these model "
+    "overrides on top of --model (e.g. --variant='temporal_factors=(4, 2, 2, 1)' "
+    "--variant='num_res_blocks=(1, 2, 2, 2, 2)'), compiled with its own factors-1 network.")
 _QUICK = flags.DEFINE_bool("quick", False, "Two-level tiny model, T = 4 at 8x8: a smoke run.")
 _OUTPUT = flags.DEFINE_string("output", "benchmarks/results/temporal_scaling.md",
                               "Markdown results ('' = print only).")
@@ -58,12 +69,14 @@ _PLOT = flags.DEFINE_string("plot", "benchmarks/results/temporal_scaling.png",
                             "Plot file ('' = no plot).")
 
 FACTORS_ONE = "temporal factors 1"
+VARIANT = "variant"
+VARIANT_ONE = "variant, temporal factors 1"
 
 
 @dataclasses.dataclass
 class Point:
   frames: int
-  variant: str  # "STUNet" or FACTORS_ONE
+  variant: str  # "STUNet", FACTORS_ONE, VARIANT or VARIANT_ONE
   flops: float
   memory: int
   temp_memory: int  # XLA temporaries: activations and workspace, without the train state
@@ -74,7 +87,7 @@ def variant_config(name: str, variant: str, frames: int, resolution: int, batch:
                    model_overrides: dict | None = None) -> ml_collections.ConfigDict:
   overrides = dict(model_overrides or {})
   factors = overrides.get("temporal_factors", train_setup.load_config(name).model.temporal_factors)
-  if variant == FACTORS_ONE:
+  if variant in (FACTORS_ONE, VARIANT_ONE):
     overrides["temporal_factors"] = (1,) * len(factors)
   return train_setup.benchmark_config(name, frames=frames, resolution=resolution, batch=batch,
                                       **overrides)
@@ -157,11 +170,13 @@ def level_table(stunet: dict[str, float], flat: dict[str, float], cfg: UNetConfi
        "STUNet share", "factors-1 share", "ratio"], rows)
 
 
-def scaling_table(points: list[Point]) -> str:
+def scaling_table(points: list[Point], network: str = "STUNet",
+                  flat: str = FACTORS_ONE) -> str:
+  """Per T: `network` against `flat` (FLOPs, memory and their ratios)."""
   by = {(p.frames, p.variant): p for p in points}
   rows = []
   for t in sorted({p.frames for p in points}):
-    s, f = by.get((t, "STUNet")), by.get((t, FACTORS_ONE))
+    s, f = by.get((t, network)), by.get((t, flat))
     if s is None or f is None:
       continue
     rows.append([t, common.si(s.flops), common.si(f.flops), f"{s.flops / f.flops:.3f}",
@@ -169,30 +184,49 @@ def scaling_table(points: list[Point]) -> str:
                  f"{s.memory / f.memory:.3f}", f"{s.temp_memory / f.temp_memory:.3f}",
                  f"{s.compile_seconds:.0f} / {f.compile_seconds:.0f}"])
   return common.markdown_table(
-      ["T", "STUNet FLOPs/step", "factors-1 FLOPs/step", "FLOPs ratio", "STUNet memory",
-       "factors-1 memory", "memory ratio", "temporaries ratio",
-       "compile s (STUNet / factors-1)"], rows)
+      ["T", f"{network} FLOPs/step", f"{flat} FLOPs/step", "FLOPs ratio",
+       f"{network} memory", f"{flat} memory", "memory ratio", "temporaries ratio",
+       "compile s"], rows)
+
+
+_STYLES = {"STUNet": "o-", FACTORS_ONE: "s--", VARIANT: "^-", VARIANT_ONE: "v:"}
 
 
 def plot(points: list[Point], path: str, title: str):
+  """Three panels vs T: FLOPs, memory, and each network's ratios to its factors-1 network."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-  for variant, style in (("STUNet", "o-"), (FACTORS_ONE, "s--")):
+  fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+  by = {(p.frames, p.variant): p for p in points}
+  for variant, style in _STYLES.items():
     pts = sorted((p for p in points if p.variant == variant), key=lambda p: p.frames)
+    if not pts:
+      continue
     t = [p.frames for p in pts]
     axes[0].plot(t, [p.flops / 1e12 for p in pts], style, label=variant)
     axes[1].plot(t, [p.memory / 2 ** 30 for p in pts], style, label=variant)
+  for network, flat, color in (("STUNet", FACTORS_ONE, "C0"), (VARIANT, VARIANT_ONE, "C2")):
+    t = sorted(p.frames for p in points if p.variant == network and (p.frames, flat) in by)
+    if not t:
+      continue
+    axes[2].plot(t, [by[(x, network)].flops / by[(x, flat)].flops for x in t], "o-",
+                 color=color, label=f"{network} FLOPs")
+    axes[2].plot(t, [by[(x, network)].memory / by[(x, flat)].memory for x in t], "s--",
+                 color=color, label=f"{network} memory")
+  for target in (0.35, 0.5):
+    axes[2].axhline(target, color="grey", lw=0.8, ls=":")
   axes[0].set_ylabel("train-step TFLOPs (XLA cost analysis)")
   axes[1].set_ylabel("train-step memory GiB (XLA memory analysis)")
+  axes[2].set_ylabel("ratio to the same network with temporal factors 1")
+  axes[2].set_ylim(0, 1.05)
   for ax in axes:
     ax.set_xlabel("frames T")
     ax.grid(alpha=0.3)
-    ax.legend()
-  fig.suptitle(title)
+    ax.legend(fontsize=8)
+  fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  fig.savefig(path, dpi=110)
   plt.close(fig)
 
 
@@ -203,17 +237,25 @@ def write(report: str, path: str):
       f.write(report)
 
 
+def parse_overrides(items: list[str], flag: str) -> dict:
+  """['field=python literal', ...] -> {field: value}; the error names the flag and item."""
+  out = {}
+  for item in items:
+    field, _, value = item.partition("=")
+    try:
+      out[field.strip()] = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError) as e:
+      raise ValueError(f"--{flag}={item!r}: expected field=python literal") from e
+  return out
+
+
 def main(argv):
   del argv
   quick = _QUICK.value
   name = "tiny" if quick else _CONFIG.value
   overrides = dict(train_setup.QUICK_MODEL) if quick else {}
-  for item in _MODEL.value:
-    field, _, value = item.partition("=")
-    try:
-      overrides[field.strip()] = ast.literal_eval(value.strip())
-    except (ValueError, SyntaxError) as e:
-      raise ValueError(f"--model={item!r}: expected field=python literal") from e
+  overrides.update(parse_overrides(_MODEL.value, "model"))
+  variant_overrides = dict(overrides, **parse_overrides(_VARIANT.value, "variant"))
   frames = [4] if quick else [int(t) for t in _FRAMES.value]
   config = train_setup.load_config(name)
   own_resolution = int(config.data.resolution)
@@ -225,9 +267,12 @@ def main(argv):
   command = (f"python -m benchmarks.temporal_scaling --quick={quick} --config={name} "
              f"--frames={','.join(map(str, frames))} --resolution={resolution} "
              f"--batch={batch} --levels_frames={levels_frames}"
-             + "".join(f" --model='{m}'" for m in _MODEL.value))
+             + "".join(f" --model='{m}'" for m in _MODEL.value)
+             + "".join(f" --variant='{m}'" for m in _VARIANT.value)
+             + (f" --output={_OUTPUT.value}" if _OUTPUT.value != _OUTPUT.default else ""))
   title = (f"{name}{' (two-level quick variant)' if quick else ''}"
-           f"{' with ' + ', '.join(_MODEL.value) if _MODEL.value else ''} config widths, {resolution}x{resolution} frames, batch {batch}, "
+           f"{' with ' + ', '.join(_MODEL.value) if _MODEL.value else ''} config widths, "
+           f"{resolution}x{resolution} frames, batch {batch}, "
            f"temporal factors "
            f"{tuple(overrides.get('temporal_factors', config.model.temporal_factors))} vs 1")
 
@@ -253,24 +298,41 @@ def main(argv):
         + "No wall-clock numbers are involved except compile times (shared, noisy machine).",
         "", f"## FLOPs and memory per train step vs T ({title})", "",
         scaling_table(points), "",
+        *([f"## The variant: {', '.join(_VARIANT.value)}", "",
+           "Against its own temporal-factors-1 network:", "",
+           scaling_table(points, VARIANT, VARIANT_ONE), "",
+           *(["Against the config's temporal-factors-1 network (the flat network above):", "",
+              scaling_table(points, VARIANT, FACTORS_ONE), ""] if not same_flat else [])]
+          if _VARIANT.value else []),
         f"## Forward matmul/conv FLOPs by level, T = {levels_frames}, "
         f"{levels_resolution}x{levels_resolution} (jaxpr count, `benchmarks.level_flops`)", "",
         levels, ""])
 
+  networks = [("STUNet", overrides), (FACTORS_ONE, overrides)]
+  if _VARIANT.value:
+    networks += [(VARIANT, variant_overrides), (VARIANT_ONE, variant_overrides)]
+  flat_of = lambda o: dict(o, temporal_factors=(1,) * len(o.get(
+      "temporal_factors", config.model.temporal_factors)))
+  # A variant that only changes the temporal factors has the config's flat network.
+  same_flat = flat_of(variant_overrides) == flat_of(overrides)
   for t in frames:
-    for variant in ("STUNet", FACTORS_ONE):
+    for variant, model_overrides in networks:
       start = time.perf_counter()
-      points.append(measure(name, variant, t, resolution, batch, overrides))
+      if variant == VARIANT_ONE and same_flat:
+        points.append(dataclasses.replace(
+            next(p for p in points if p.frames == t and p.variant == FACTORS_ONE),
+            variant=VARIANT_ONE))
+      else:
+        points.append(measure(name, variant, t, resolution, batch, model_overrides))
       p = points[-1]
       print(f"T={t} {variant}: {common.si(p.flops)} FLOPs, {common.si(p.memory, 'B')} "
             f"({time.perf_counter() - start:.0f} s)", flush=True)
+    # Written after every T: a long run that is stopped keeps the points it has.
     write(report(), _OUTPUT.value)
-  text = report()
-  print(text)
-  write(text, _OUTPUT.value)
-  if _PLOT.value:
-    os.makedirs(os.path.dirname(_PLOT.value) or ".", exist_ok=True)
-    plot(points, _PLOT.value, title)
+    if _PLOT.value:
+      os.makedirs(os.path.dirname(_PLOT.value) or ".", exist_ok=True)
+      plot(points, _PLOT.value, title)
+  print(report())
 
 
 if __name__ == "__main__":
