@@ -7,7 +7,9 @@ one clip per caption of the split (the test split includes the held-out (colour,
 motion) combinations; `--max_prompts` keeps up to half of them held-out), and writes
 `metrics.json`, `metrics.md` and the samples into `<workdir>/eval/<split>_step<step>/`.
 `--fvd` adds FVD-shapes against the split's real clips (our small 3-D conv feature network,
-trained once and cached; not I3D).
+trained once and cached; not I3D). `--tsr_workdir` evaluates the keyframes + TSR cascade: the
+`video` stage's clips are keyframes that the `tsr` stage of that run fills in
+(`stunet.apps.keyframes_tsr`).
 """
 
 from absl import app
@@ -26,6 +28,9 @@ _SAMPLER = flags.DEFINE_enum("sampler", None, ["ddpm", "ddim"], "Sampler (defaul
                              "config).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 0, "Clips per device call (0 = all at once).")
 _FVD = flags.DEFINE_bool("fvd", False, "Also compute FVD-shapes against the real clips.")
+_TSR_WORKDIR = flags.DEFINE_string("tsr_workdir", None, "A run with a 'tsr' stage that fills "
+                                   "in the video stage's keyframes (the keyframes + TSR "
+                                   "cascade baseline).")
 _OUT = flags.DEFINE_string("out", None, "Output folder (default: "
                            "<workdir>/eval/<split>_step<step>).")
 _CPU_DEVICES = flags.DEFINE_integer(
@@ -49,8 +54,10 @@ def main(argv):
       split=_SPLIT.value, max_prompts=_MAX_PROMPTS.value, seed=_SEED.value, steps=_STEPS.value,
       guidance=_GUIDANCE.value, sampler=_SAMPLER.value, batch_size=_BATCH_SIZE.value,
       fvd=_FVD.value)
+  from stunet.apps import sample_run
+  tsr = sample_run.TSROptions(workdir=_TSR_WORKDIR.value) if _TSR_WORKDIR.value else None
   try:
-    record = run_evaluation.evaluate_run(_WORKDIR.value, options, out_dir=_OUT.value)
+    record = run_evaluation.evaluate_run(_WORKDIR.value, options, out_dir=_OUT.value, tsr=tsr)
   except (FileNotFoundError, ValueError, compat.ConfigMismatchError) as e:
     raise SystemExit(f"error: {e}") from None
   print(run_evaluation.to_markdown(record))
