@@ -111,3 +111,17 @@ def test_keyframes_config_file_derives_from_its_base():
   assert (c.data.frames, c.data.fps) == (base.data.frames // 2, base.data.fps // 2)
   assert tuple(c.model.temporal_factors) == (2, 2) and c.stages == base.stages
   build.build_stage(c, stages.get_stage("video"))  # a valid video-stage config
+
+
+def test_sample_run_tsr_options_are_checked_first(tmp_path):
+  from stunet.apps import sample_run
+  run = str(tmp_path)
+  with pytest.raises(ValueError, match="pass its workdir as --tsr_workdir"):
+    sample_run.sample_run(run, ["a prompt"], stage="tsr", progress=False)
+  with pytest.raises(ValueError, match="tsr_steps must be a positive integer, got 0"):
+    sample_run.sample_run(run, ["a prompt"], tsr=sample_run.TSROptions(run, steps=0),
+                          progress=False)
+  i2v = sample_run.ModeInputs(mode="i2v", image="first.png")
+  with pytest.raises(ValueError, match="fills in text-to-video keyframes of the 'video' stage"):
+    sample_run.sample_run(run, ["a prompt"], inputs=i2v, tsr=sample_run.TSROptions(run),
+                          progress=False)
