@@ -51,6 +51,7 @@ class ResBlock(nn.Module):
   activation: str = "silu"
   skip_time_act: bool = False
   resample: str = "none"  # "none" | "down" | "up"
+  conv_impl: str = "auto"  # layers.Conv2D.implementation of the 3x3 convs
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -65,7 +66,7 @@ class ResBlock(nn.Module):
         raise ValueError(f"ResBlock.resample must be 'none', 'down' or 'up', got {self.resample!r}")
       resample = _avg_pool_2x2 if self.resample == "down" else _nearest_2x
       x, h = resample(x), resample(h)
-    h = layers.conv2d(self.features, name="conv1", **kw)(h)
+    h = layers.conv2d(self.features, implementation=self.conv_impl, name="conv1", **kw)(h)
     cond = layers.dense(self.features * (2 if self.time_scale_shift else 1), name="time_emb_proj",
                         **kw)(emb if self.skip_time_act else act(emb))
     cond = cond[:, None, None, None, :]  # b 1 1 1 c: the same for every frame of the example
@@ -77,7 +78,8 @@ class ResBlock(nn.Module):
     h = nn.Dropout(self.dropout, deterministic=self.deterministic)(act(h))
     # Zero-init: a freshly initialised residual block is the identity, which keeps a deep
     # U-Net's activations at unit scale at the start of training.
-    h = layers.conv2d(self.features, zero_init=True, name="conv2", **kw)(h)
+    h = layers.conv2d(self.features, zero_init=True, implementation=self.conv_impl,
+                      name="conv2", **kw)(h)
     if x.shape[-1] != self.features:
       x = layers.conv2d(self.features, kernel_size=1, name="conv_shortcut", **kw)(x)
     return x + h
@@ -175,24 +177,26 @@ class Downsample(nn.Module):
   """Stride-2 3x3 convolution (diffusers Downsample2D, padding 1)."""
 
   features: int
+  conv_impl: str = "auto"  # layers.Conv2D.implementation
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):  # b t h w c -> b t h/2 w/2 c
-    return layers.conv2d(self.features, stride=2, name="conv", dtype=self.dtype,
-                         param_dtype=self.param_dtype)(x)
+    return layers.conv2d(self.features, stride=2, implementation=self.conv_impl, name="conv",
+                         dtype=self.dtype, param_dtype=self.param_dtype)(x)
 
 
 class Upsample(nn.Module):
   """Nearest-neighbour 2x then a 3x3 convolution (diffusers Upsample2D)."""
 
   features: int
+  conv_impl: str = "auto"  # layers.Conv2D.implementation
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):  # b t h w c -> b t 2h 2w c
     x = _nearest_2x(x)
-    return layers.conv2d(self.features, name="conv", dtype=self.dtype,
-                         param_dtype=self.param_dtype)(x)
+    return layers.conv2d(self.features, implementation=self.conv_impl, name="conv",
+                         dtype=self.dtype, param_dtype=self.param_dtype)(x)

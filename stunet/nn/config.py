@@ -77,6 +77,11 @@ class UNetConfig:
   # "conv" = one (k, 1, 1) 3-D convolution; "matmul" = k channel matmuls of frame-shifted
   # inputs (faster on XLA:CPU at small widths, ~20% more activation memory).
   temporal_conv_impl: str = "conv"
+  # How the 3x3 spatial convolutions run (same parameters, same result to float rounding):
+  # "auto" = as im2col matmuls on frames smaller than the kernel, where XLA swaps the conv's
+  # operands and XLA:CPU falls back to a slow loop (`stunet.nn.layers.Conv2D`), otherwise a
+  # convolution; "conv" = always a convolution.
+  spatial_conv_impl: str = "auto"
 
   # ---- derived values ------------------------------------------------------------------
   @property
@@ -189,6 +194,8 @@ class UNetConfig:
       fail("text_pooling_heads", "must be >= 1")
     if self.temporal_conv_impl not in ("matmul", "conv"):
       fail("temporal_conv_impl", "must be 'matmul' or 'conv'")
+    if self.spatial_conv_impl not in ("auto", "conv"):
+      fail("spatial_conv_impl", "must be 'auto' or 'conv'")
     if self.temporal_position_encoding not in ("sinusoidal", "none"):
       fail("temporal_position_encoding", "must be 'sinusoidal' or 'none'")
     if self.dtype not in _DTYPES:

@@ -51,17 +51,83 @@ def partitioned(init_fn, axes: Sequence[str | None]):
   return nn.with_logical_partitioning(init_fn, tuple(axes))
 
 
+SPATIAL_CONV_IMPLS = ("auto", "conv")
+
+
+def _pair(value) -> tuple[int, int]:
+  """nn.Conv's int-or-sequence (None = 1) window arguments as a pair."""
+  if value is None:
+    return (1, 1)
+  return (value, value) if isinstance(value, int) else tuple(value)
+
+
+class Conv2D(nn.Conv):
+  """`nn.Conv` (same parameters, same result) that avoids XLA's operand swap on small frames.
+
+  When a frame is smaller than the kernel (a 2x2 frame under a 3x3 kernel: the coarsest level
+  of a 5-level U-Net run at 32x32), XLA's algebraic simplifier swaps the convolution's
+  operands, and XLA:CPU runs the resulting convolution as a naive loop: at 2x2x512 a 3x3 conv
+  took ~70 ms for 19 MFLOPs (`benchmarks/results/train_step_small_frame_conv.md`). With
+  `implementation="auto"` such frames are convolved as one matmul of the stacked shifted
+  windows with the reshaped kernel (im2col; the same sum, in a different order, so equal to
+  float rounding); frames at least as large as the kernel take `nn.Conv`'s own path
+  unchanged. `"conv"` always takes `nn.Conv`'s path.
+  """
+
+  implementation: str = "auto"
+
+  @nn.compact
+  def __call__(self, inputs):
+    if self.implementation not in SPATIAL_CONV_IMPLS:
+      raise ValueError(f"Conv2D.implementation must be one of {SPATIAL_CONV_IMPLS}, got "
+                       f"{self.implementation!r}")
+    kh, kw = self.kernel_size
+    height, width = inputs.shape[-3], inputs.shape[-2]
+    plain = (self.implementation == "conv" or (height >= kh and width >= kw)
+             or isinstance(self.padding, str) or self.feature_group_count != 1
+             or _pair(self.kernel_dilation) != (1, 1) or _pair(self.input_dilation) != (1, 1))
+    if plain:
+      return super().__call__(inputs)
+    return self._patches_matmul(inputs)
+
+  def _patches_matmul(self, inputs):
+    kh, kw = self.kernel_size
+    c_in = inputs.shape[-1]
+    kernel = self.param("kernel", self.kernel_init, (kh, kw, c_in, self.features),
+                        self.param_dtype)
+    bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias else None)
+    inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+    (ph0, ph1), (pw0, pw1) = self.padding
+    sh, sw = _pair(self.strides)
+    lead = inputs.ndim - 3
+    padded = jnp.pad(inputs, ((0, 0),) * lead + ((ph0, ph1), (pw0, pw1), (0, 0)))
+    out_h = (inputs.shape[-3] + ph0 + ph1 - kh) // sh + 1
+    out_w = (inputs.shape[-2] + pw0 + pw1 - kw) // sw + 1
+    # Windows in kernel order (row i, column j, then channels): matches kernel.reshape below.
+    windows = [padded[..., i:i + (out_h - 1) * sh + 1:sh, j:j + (out_w - 1) * sw + 1:sw, :]
+               for i in range(kh) for j in range(kw)]
+    patches = jnp.concatenate(windows, axis=-1)  # ... oh ow (kh kw c_in)
+    y = jax.lax.dot_general(patches, kernel.reshape(kh * kw * c_in, self.features),
+                            (((patches.ndim - 1,), (0,)), ((), ())), precision=self.precision)
+    return y if bias is None else y + bias
+
+
 def conv2d(features: int, *, kernel_size: int = 3, stride: int = 1, zero_init: bool = False,
-           name: str | None = None, dtype: Dtype = jnp.float32,
-           param_dtype: Dtype = jnp.float32) -> nn.Conv:
-  """A k x k spatial convolution on `... h w c` with torch-style symmetric padding."""
+           implementation: str = "auto", name: str | None = None, dtype: Dtype = jnp.float32,
+           param_dtype: Dtype = jnp.float32) -> Conv2D:
+  """A k x k spatial convolution on `... h w c` with torch-style symmetric padding.
+
+  `implementation`: see `Conv2D` ("auto" = im2col matmul on frames smaller than the kernel).
+  """
   pad = (kernel_size - 1) // 2
   kernel_init = zeros_init() if zero_init else default_kernel_init()
-  return nn.Conv(
+  return Conv2D(
       features, (kernel_size, kernel_size), strides=(stride, stride),
       padding=((pad, pad), (pad, pad)), dtype=dtype, param_dtype=param_dtype,
       kernel_init=partitioned(kernel_init, CONV_KERNEL_AXES),
-      bias_init=partitioned(nn.initializers.zeros_init(), ("conv_out",)), name=name)
+      bias_init=partitioned(nn.initializers.zeros_init(), ("conv_out",)),
+      implementation=implementation, name=name)
 
 
 def dense(features: int, *, use_bias: bool = True, zero_init: bool = False,

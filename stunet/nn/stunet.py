@@ -101,8 +101,8 @@ class _SpatialUnit(nn.Module):
     return _maybe_remat(blocks.ResBlock, cfg)(
         features, cfg.norm_groups, cfg.norm_eps, cfg.resnet_time_scale_shift == "scale_shift",
         cfg.dropout, self.deterministic, activation=cfg.activation,
-        skip_time_act=cfg.resnet_skip_time_act, resample=resample, dtype=cfg.compute_dtype,
-        name=name)
+        skip_time_act=cfg.resnet_skip_time_act, resample=resample,
+        conv_impl=cfg.spatial_conv_impl, dtype=cfg.compute_dtype, name=name)
 
   def transformer(self, heads: tuple[int, int], name: str):
     """The spatial attention unit: an SD-style transformer or IF-style added-K/V attention."""
@@ -144,7 +144,8 @@ class DownLevel(_SpatialUnit):
       if cfg.resample == "resnet":
         x = self.res(features, "downsample", resample="down")(x, emb)
       else:
-        x = blocks.Downsample(features, dtype=cfg.compute_dtype, name="downsample")(x)
+        x = blocks.Downsample(features, cfg.spatial_conv_impl, dtype=cfg.compute_dtype,
+                              name="downsample")(x)
       factor = cfg.temporal_factors[level]
       if self.temporal and factor > 1:
         x = temporal_layers.TemporalDownsample(factor, cfg.temporal_resample_kernel,
@@ -199,7 +200,8 @@ class UpLevel(_SpatialUnit):
       if cfg.resample == "resnet":
         x = self.res(features, "upsample", resample="up")(x, emb)
       else:
-        x = blocks.Upsample(features, dtype=cfg.compute_dtype, name="upsample")(x)
+        x = blocks.Upsample(features, cfg.spatial_conv_impl, dtype=cfg.compute_dtype,
+                            name="upsample")(x)
       factor = cfg.temporal_factors[level - 1]
       if self.temporal and factor > 1:
         x = temporal_layers.TemporalUpsample(factor, cfg.temporal_resample_kernel,
