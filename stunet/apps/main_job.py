@@ -153,6 +153,9 @@ def report(summary: dict) -> str:
       f"{_pct(acc['count'])}, all-correct {_pct(m['all_correct'])}, object present "
       f"{_pct(m['consistency']['presence'])} of frames",
   ]
+  if "colour_presence" in m:  # lenient: the caption's colours on screen, whatever the shape
+    lines.append(f"caption colours on screen in {_pct(m['colour_presence']['recall'])} of "
+                 f"frames (other colours in {_pct(m['colour_presence']['spurious'])})")
   return "\n".join(lines)
 
 

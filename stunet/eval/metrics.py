@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from stunet.eval import caption_parser
+from stunet.eval import colour_presence
 from stunet.eval import detector
 from stunet.eval import frechet
 from stunet.eval import motion as motion_lib
@@ -184,6 +185,8 @@ def evaluate_clips(clips, prompts: Sequence[str], fps: float, *,
       "accuracy": accuracy,
       "all_correct": _mean([c["all_correct"] for c in per_clip]),
       "consistency": {k: _mean([o["consistency"][k] for o in objects]) for k in CONSISTENCY},
+      # Lenient: the caption's colours on screen per frame, whatever the shape.
+      "colour_presence": colour_presence.evaluate(clips, prompts),
   }
   if real_clips is not None:
     result["fvd_shapes"] = frechet.frechet_video_distance(real_clips, clips, feature_extractor)
@@ -207,6 +210,8 @@ def metrics_to_markdown(metrics: dict) -> str:
   rows += [(f"accuracy: {k}", v) for k, v in metrics["accuracy"].items()]
   rows.append(("all-correct captions", metrics["all_correct"]))
   rows += [(f"consistency: {k}", v) for k, v in metrics["consistency"].items()]
+  rows += [(f"colour presence (lenient): {k}", v)
+           for k, v in metrics.get("colour_presence", {}).items()]
   if "fvd_shapes" in metrics:
     rows.append((metrics["fvd_name"], metrics["fvd_shapes"]))
   if "seam_ratio" in metrics:
