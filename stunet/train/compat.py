@@ -25,6 +25,21 @@ IGNORED = ("data.data_dir", "data.read_threads", "data.worker_count", "data.pref
            "model.spatial_conv_impl", "model.remat")
 
 
+
+
+def section_defaults() -> dict[str, Any]:
+  """Compared fields at their defaults for the sections whose defaults do not depend on the
+  dataset variant (`model`, `text`, `diffusion`)."""
+  # Imported here: the section modules import JAX-free config code only, but stunet.config
+  # pulls every section in and compat is imported by light tools too.
+  from stunet.diffusion.config import diffusion_config  # pylint: disable=g-import-not-at-top
+  from stunet.nn.config import model_config  # pylint: disable=g-import-not-at-top
+  from stunet.text.config import text_config  # pylint: disable=g-import-not-at-top
+  config = ml_collections.ConfigDict(
+      {"model": model_config(), "text": text_config(), "diffusion": diffusion_config()})
+  return compared_fields(config)
+
+
 class ConfigMismatchError(ValueError):
   """Resuming with a config whose compared fields differ from the checkpoint's."""
 
@@ -73,6 +88,12 @@ def check_resume(saved: dict[str, Any], current: dict[str, Any], where: str,
   # Fields ignored now may have been compared when the checkpoint was written.
   saved = {k: v for k, v in saved.items() if k not in IGNORED}
   current = {k: v for k, v in current.items() if k not in IGNORED}
+  # A field added to the code after the checkpoint was written: the run behaved as its default
+  # does (new options default to the old behaviour), so the default is not a change.
+  defaults = section_defaults()
+  for k, v in current.items():
+    if k not in saved and k in defaults and defaults[k] == v:
+      saved[k] = v
   diff = differences(saved, current)
   if diff and not allow_change:
     raise ConfigMismatchError(

@@ -37,3 +37,17 @@ def test_speed_only_fields_do_not_block_resume(name, value):
 def test_checkpoint_from_before_a_speed_field_existed_resumes():
   saved = {k: v for k, v in _fields().items() if k != "model.temporal_conv_impl"}
   assert compat.check_resume(saved, _fields(), "w", allow_change=False) == []
+
+
+def test_checkpoint_from_before_a_field_existed_resumes_at_the_default_only():
+  saved = {k: v for k, v in _fields().items() if k != "text.word_buckets"}
+  assert compat.check_resume(saved, _fields(), "w", allow_change=False) == []
+  # The same missing field at another value is a change, named as such.
+  with pytest.raises(compat.ConfigMismatchError, match=r"text\.word_buckets: <absent> -> 64"):
+    compat.check_resume(saved, _fields(text__word_buckets=64), "w", allow_change=False)
+
+
+def test_a_field_the_current_config_lost_is_still_named():
+  current = {k: v for k, v in _fields().items() if k != "model.channels"}
+  with pytest.raises(compat.ConfigMismatchError, match=r"model\.channels: 16 -> <absent>"):
+    compat.check_resume(_fields(), current, "w", allow_change=False)
