@@ -194,7 +194,7 @@ def main(argv):
   flops = common.compiled_flops(compiled)
   wall = sorted(step_times)[len(step_times) // 2]
   top = [[f"{s / steps:.3f}", inst.name, inst.opcode, inst.shape[:60],
-          inst.op_name.split("/")[-3:] and "/".join(inst.op_name.split("/")[-3:])[:80]]
+          "/".join(inst.op_name.split("/")[-4:])[:80]]  # the layer path's tail
          for s, inst in matched[:_TOP.value]]
   case = _CASE.value if not quick else "tiny:4x8x8 (quick)"
   text = "\n".join([
