@@ -29,14 +29,21 @@ import tempfile
 from absl import app
 from absl import flags
 
-_CASE = flags.DEFINE_string("case", "base:80x32x32", "config:TxHxW to compile.")
-_MODEL = flags.DEFINE_multi_string("model", [], "field=python literal model override.")
-_CONCURRENCY = flags.DEFINE_bool("concurrency_scheduler", False,
-                                 "Keep XLA:CPU's concurrency-optimised scheduler on.")
-_TOP = flags.DEFINE_integer("top", 25, "Rows of the table.")
-_QUICK = flags.DEFINE_bool("quick", False, "Two-level tiny model at 4x8x8: a smoke run.")
-_OUTPUT = flags.DEFINE_string("output", "benchmarks/results/memory_peak.md",
-                              "Markdown results ('' = print only).")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command-line flags, defined only when run as a script: the tests import this
+  module beside other benchmarks that define flags of the same names."""
+  flags.DEFINE_string("case", "base:80x32x32", "config:TxHxW to compile.")
+  flags.DEFINE_multi_string("model", [], "field=python literal model override.")
+  flags.DEFINE_bool("concurrency_scheduler", False,
+                    "Keep XLA:CPU's concurrency-optimised scheduler on.")
+  flags.DEFINE_integer("top", 25, "Rows of the table.")
+  flags.DEFINE_bool("quick", False, "Two-level tiny model at 4x8x8: a smoke run.")
+  flags.DEFINE_string("output", "benchmarks/results/memory_peak.md",
+                      "Markdown results ('' = print only).")
+
 
 _PEAK_VALUE = re.compile(r"\s+([\w.\-]+)\{[\d,]*\}: (\d+) bytes")
 _INSTRUCTION = re.compile(r"\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\S+)\s")
@@ -100,19 +107,19 @@ def main(argv):
   dump_dir = tempfile.mkdtemp(prefix="memory_peak_")
   flags_list = ["--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true",
                 f"--xla_dump_to={dump_dir}", "--xla_dump_hlo_as_text"]
-  if not _CONCURRENCY.value:
+  if not FLAGS.concurrency_scheduler:
     flags_list.append("--xla_cpu_enable_concurrency_optimized_scheduler=false")
   os.environ["XLA_FLAGS"] = " ".join(flags_list)
   # Imported after XLA_FLAGS is set: JAX reads it when its CPU backend starts.
   from benchmarks import common  # pylint: disable=g-import-not-at-top
   from benchmarks import train_setup  # pylint: disable=g-import-not-at-top
 
-  quick = _QUICK.value
+  quick = FLAGS.quick
   name, frames, resolution, overrides = train_setup.parse_case(
-      "tiny:4x8x8" if quick else _CASE.value)
+      "tiny:4x8x8" if quick else FLAGS.case)
   if quick:
     overrides = dict(train_setup.QUICK_MODEL, **overrides)
-  for item in _MODEL.value:
+  for item in FLAGS.model:
     field, _, value = item.partition("=")
     overrides[field.strip()] = ast.literal_eval(value.strip())
   config = train_setup.benchmark_config(name, frames=frames, resolution=resolution, batch=1,
@@ -135,14 +142,14 @@ def main(argv):
   groups = breakdown(values, names)
   total = sum(v[0] for v in groups.values())
   rows = [[k, common.si(v[0], "B"), f"{100 * v[0] / total:.1f}%", v[1]]
-          for k, v in sorted(groups.items(), key=lambda kv: -kv[1][0])[:_TOP.value]]
+          for k, v in sorted(groups.items(), key=lambda kv: -kv[1][0])[:FLAGS.top]]
   command = ("python -m benchmarks.memory_peak " + " ".join(sys.argv[1:])).strip()
   text = "\n".join([
-      f"# Peak memory of the train step: {_CASE.value if not quick else 'tiny:4x8x8 (quick)'}"
-      + (f" with {', '.join(_MODEL.value)}" if _MODEL.value else ""), "",
+      f"# Peak memory of the train step: {FLAGS.case if not quick else 'tiny:4x8x8 (quick)'}"
+      + (f" with {', '.join(FLAGS.model)}" if FLAGS.model else ""), "",
       f"Command: `{command}`", "", f"Machine: {common.machine_info()}", "",
       f"Config dtype {config.model.dtype}, remat {config.model.remat}; XLA:CPU concurrency-"
-      f"optimised scheduler {'on' if _CONCURRENCY.value else 'off'}. XLA memory analysis: "
+      f"optimised scheduler {'on' if FLAGS.concurrency_scheduler else 'off'}. XLA memory analysis: "
       f"arguments {common.si(memory.argument_size_in_bytes, 'B')}, temporaries "
       f"{common.si(memory.temp_size_in_bytes, 'B')}, peak "
       f"{common.si(common.compiled_peak_memory(compiled), 'B')}; {len(values)} buffers live at "
@@ -150,11 +157,12 @@ def main(argv):
       common.markdown_table(["class (from op_name metadata)", "bytes at peak", "share",
                              "buffers"], rows), ""])
   print(text)
-  if _OUTPUT.value:
-    os.makedirs(os.path.dirname(_OUTPUT.value) or ".", exist_ok=True)
-    with open(_OUTPUT.value, "w", encoding="utf-8") as f:
+  if FLAGS.output:
+    os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)
+    with open(FLAGS.output, "w", encoding="utf-8") as f:
       f.write(text)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

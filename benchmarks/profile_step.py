@@ -29,14 +29,21 @@ import jax
 from benchmarks import common
 from benchmarks import train_setup
 
-_CASE = flags.DEFINE_string("case", "base:16x32x32", "config:TxHxW[:field=value,...] to profile.")
-_DTYPE = flags.DEFINE_string("dtype", "float32", "model.dtype ('' = the config's own).")
-_REMAT = flags.DEFINE_enum("remat", "config", ["config", "on", "off"], "model.remat.")
-_STEPS = flags.DEFINE_integer("steps", 2, "Traced steps (after one warm-up step).")
-_TOP = flags.DEFINE_integer("top", 25, "Slowest instructions to list.")
-_QUICK = flags.DEFINE_bool("quick", False, "Two-level tiny model at 4x8x8: a smoke run.")
-_OUTPUT = flags.DEFINE_string("output", "benchmarks/results/profile_step.md",
-                              "Markdown results ('' = print only).")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command-line flags, defined only when run as a script: the tests import this
+  module beside other benchmarks that define flags of the same names."""
+  flags.DEFINE_string("case", "base:16x32x32", "config:TxHxW[:field=value,...] to profile.")
+  flags.DEFINE_string("dtype", "float32", "model.dtype ('' = the config's own).")
+  flags.DEFINE_enum("remat", "config", ["config", "on", "off"], "model.remat.")
+  flags.DEFINE_integer("steps", 2, "Traced steps (after one warm-up step).")
+  flags.DEFINE_integer("top", 25, "Slowest instructions to list.")
+  flags.DEFINE_bool("quick", False, "Two-level tiny model at 4x8x8: a smoke run.")
+  flags.DEFINE_string("output", "benchmarks/results/profile_step.md",
+                      "Markdown results ('' = print only).")
+
 
 # `%name = type opcode(operands), ..., calls=%computation, ... metadata={op_name="..."}`.
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(.+?)\s+([\w\-]+)\(")
@@ -170,14 +177,14 @@ def share_table(title: str, totals: dict[str, float], steps: int) -> str:
 
 def main(argv):
   del argv
-  quick = _QUICK.value
+  quick = FLAGS.quick
   name, frames, resolution, overrides = train_setup.parse_case(
-      "tiny:4x8x8" if quick else _CASE.value)
+      "tiny:4x8x8" if quick else FLAGS.case)
   if quick:
     overrides = dict(train_setup.QUICK_MODEL, **overrides)
-  remat = {"config": None, "on": True, "off": False}[_REMAT.value]
+  remat = {"config": None, "on": True, "off": False}[FLAGS.remat]
   config = train_setup.benchmark_config(name, frames=frames, resolution=resolution, batch=1,
-                                        dtype=_DTYPE.value or None, remat=remat, **overrides)
+                                        dtype=FLAGS.dtype or None, remat=remat, **overrides)
   bench = train_setup.TrainStepSetup(config)
   compiled = bench.compile_abstract()
   print(f"compiled in {bench.compile_seconds:.0f} s", flush=True)
@@ -185,7 +192,7 @@ def main(argv):
   state = train_setup.random_state(bench.abstract_state())
   batch = bench.make_batch()
   state, _ = bench.run_steps(state, batch, 1)
-  steps = 1 if quick else _STEPS.value
+  steps = 1 if quick else FLAGS.steps
   with tempfile.TemporaryDirectory() as trace_dir:
     with jax.profiler.trace(trace_dir):
       state, step_times = bench.run_steps(state, batch, steps)
@@ -195,12 +202,12 @@ def main(argv):
   wall = sorted(step_times)[len(step_times) // 2]
   top = [[f"{s / steps:.3f}", inst.name, inst.opcode, inst.shape[:60],
           "/".join(inst.op_name.split("/")[-4:])[:80]]  # the layer path's tail
-         for s, inst in matched[:_TOP.value]]
-  case = _CASE.value if not quick else "tiny:4x8x8 (quick)"
+         for s, inst in matched[:FLAGS.top]]
+  case = FLAGS.case if not quick else "tiny:4x8x8 (quick)"
   text = "\n".join([
       f"# Train-step profile: {case}", "",
-      f"Command: `python -m benchmarks.profile_step --case={case} --dtype={_DTYPE.value} "
-      f"--remat={_REMAT.value} --steps={steps}`", "", f"Machine: {common.machine_info()}", "",
+      f"Command: `python -m benchmarks.profile_step --case={case} --dtype={FLAGS.dtype} "
+      f"--remat={FLAGS.remat} --steps={steps}`", "", f"Machine: {common.machine_info()}", "",
       f"Step (traced, median): {wall:.3f} s; XLA cost analysis: {common.si(flops)} FLOPs/step "
       f"({common.si(flops / wall, 'FLOP/s')} achieved). Thread time summed over XLA's "
       f"executor threads: {sum(kinds.values()) / steps:.3f} s / step.", "",
@@ -210,11 +217,12 @@ def main(argv):
       common.markdown_table(["thread s / step", "instruction", "opcode", "shape", "op_name"],
                             top), ""])
   print(text)
-  if _OUTPUT.value:
-    os.makedirs(os.path.dirname(_OUTPUT.value) or ".", exist_ok=True)
-    with open(_OUTPUT.value, "w", encoding="utf-8") as f:
+  if FLAGS.output:
+    os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)
+    with open(FLAGS.output, "w", encoding="utf-8") as f:
       f.write(text)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
