@@ -139,7 +139,8 @@ def report(summary: dict) -> str:
   acc = m["accuracy"]
   lines = [
       f"done: {summary['workdir']} (video stage step {summary['video_step']})",
-      "videos (GIF; mp4 too with the video extra), contact sheets (*_sheet.png) and XT slices (*_xt.png) in:",
+      "videos (GIF; mp4 too with the video extra), contact sheets (*_sheet.png) and XT slices "
+      "(*_xt.png) in:",
   ]
   if summary["showcase_gallery"]:
     lines.append(f"  showcase prompts: {summary['showcase_gallery']}")
