@@ -12,7 +12,7 @@ characters), keeping the EOS, and reported according to ``on_truncation``.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from absl import logging
 import numpy as np
@@ -33,6 +33,23 @@ def _truncate_utf8(data: bytes, limit: int) -> bytes:
   while cut > 0 and (data[cut] & 0xC0) == 0x80:
     cut -= 1
   return data[:cut]
+
+
+def report_truncation(texts: Sequence[str], truncated: np.ndarray, on_truncation: str,
+                      max_length: int, tokenizer: str, unit: str,
+                      length: Callable[[str], int]) -> None:
+  """Raise ('error') or log ('warn') the captions a tokenizer cut to ``max_length - 1``
+  ``unit`` (EOS kept); ``length(text)`` counts a caption's units for the error message."""
+  if not truncated.any() or on_truncation == "silent":
+    return
+  rows = np.flatnonzero(truncated)
+  if on_truncation == "error":
+    first = rows[0]
+    raise ValueError(
+        f"texts[{first}] has {length(texts[first])} {unit}, more than text.max_length - 1 = "
+        f"{max_length - 1} ({len(rows)} caption(s) too long): {texts[first][:60]!r}")
+  logging.warning("%s truncated %d of %d caption(s) to %d %s (text.max_length)", tokenizer,
+                  len(rows), len(texts), max_length - 1, unit)
 
 
 class ByteTokenizer:
@@ -78,16 +95,8 @@ class ByteTokenizer:
 
   def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     ids, mask, truncated = self.tokenize(texts)
-    if truncated.any() and self.on_truncation != "silent":
-      rows = np.flatnonzero(truncated)
-      if self.on_truncation == "error":
-        first = rows[0]
-        raise ValueError(
-            f"texts[{first}] is {len(texts[first].encode('utf-8'))} UTF-8 bytes, longer than "
-            f"text.max_length - 1 = {self.max_length - 1} ({len(rows)} caption(s) too long): "
-            f"{texts[first][:60]!r}")
-      logging.warning("ByteTokenizer truncated %d of %d caption(s) to %d bytes (text.max_length)",
-                      len(rows), len(texts), self.max_length - 1)
+    report_truncation(texts, truncated, self.on_truncation, self.max_length, "ByteTokenizer",
+                      "UTF-8 bytes", lambda text: len(text.encode("utf-8")))
     return ids, mask
 
   def decode(self, ids: np.ndarray) -> list[str]:

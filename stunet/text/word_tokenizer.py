@@ -20,7 +20,6 @@ import re
 import zlib
 from typing import Sequence
 
-from absl import logging
 import numpy as np
 
 from stunet.text import byte_tokenizer
@@ -87,14 +86,7 @@ class HashedWordTokenizer:
 
   def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     ids, mask, truncated = self.tokenize(texts)
-    if truncated.any() and self.on_truncation != "silent":
-      rows = np.flatnonzero(truncated)
-      if self.on_truncation == "error":
-        first = rows[0]
-        raise ValueError(
-            f"texts[{first}] has {len(split_words(texts[first]))} words, more than "
-            f"text.max_length - 1 = {self.max_length - 1} ({len(rows)} caption(s) too long): "
-            f"{texts[first][:60]!r}")
-      logging.warning("HashedWordTokenizer truncated %d of %d caption(s) to %d words "
-                      "(text.max_length)", len(rows), len(texts), self.max_length - 1)
+    byte_tokenizer.report_truncation(texts, truncated, self.on_truncation, self.max_length,
+                                     "HashedWordTokenizer", "words",
+                                     lambda text: len(split_words(text)))
     return ids, mask
