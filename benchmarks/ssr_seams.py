@@ -15,6 +15,8 @@ r"""Seams of windowed SSR (the paper's Fig. 14 effect) and seconds per sample of
 
   nice -n 10 python -m benchmarks.ssr_seams --workdir=/tmp/ssr_bench --train_steps=300 \
       --out=benchmarks/results/ssr_seams.md
+  python -m benchmarks.ssr_seams --model=quickstart --workdir=/tmp/ssr_qs --train_steps=1500 \
+      --notiming
 """
 
 import os
@@ -39,14 +41,18 @@ _SEAMS = flags.DEFINE_bool("seams", True, "Train the SSR and measure the seams."
 _TIMING = flags.DEFINE_bool("timing", True, "Time base and base + SSR per sample.")
 _REPEATS = flags.DEFINE_integer("repeats", 1, "Timed calls after the compiling one (min kept).")
 _OUT = flags.DEFINE_string("out", None, "Markdown file for the results (default: print).")
+_MODEL = flags.DEFINE_enum("model", "demo", ["demo", "quickstart"], "Experiment config whose "
+                           "model and text encoder the seam SSR uses (quickstart: 16 channels, "
+                           "cheap enough to train for thousands of steps on a CPU).")
 
 
-def _ssr_config(data_dir, resolution, low_resolution, train_steps=1, batch=8):
-  from experiments.configs import demo
-  c = demo.get_config()
+def _ssr_config(data_dir, resolution, low_resolution, train_steps=1, batch=8, model="demo"):
+  import importlib
+  c = importlib.import_module(f"experiments.configs.{model}").get_config()
   c.stages = "ssr"
   c.model.temporal_conv_impl = "matmul"  # the faster temporal convs on CPU
   c.data.data_dir = data_dir
+  c.data.fps = 16  # the stored clips' rate, as the validation clips are read
   c.mesh.shape = (1, 1, 1)
   c.log.update(dict(num_samples=0, tensorboard=False, progress_bar=False, every_steps=25))
   c.ckpt.every_steps = 100
@@ -97,7 +103,8 @@ def main(argv):
 
   if _SEAMS.value:
     # 1. Train the 16 -> 32 px SSR.
-    config = _ssr_config(_DATA_DIR.value, 32, 16, _TRAIN_STEPS.value, _BATCH.value)
+    config = _ssr_config(_DATA_DIR.value, 32, 16, _TRAIN_STEPS.value, _BATCH.value,
+                         _MODEL.value)
     start = time.perf_counter()
     result = loop.train(config, _WORKDIR.value, mesh=mesh)[-1]
     train_s = time.perf_counter() - start
@@ -128,7 +135,8 @@ def main(argv):
                  seams.boundary_vs_interior_diff(np.asarray(ssr.resize(jnp.asarray(low), 32)),
                                                  layout.seams)))
     lines += [
-        f"## Seams: SSR 16 -> 32 px, {step} training steps (batch {_BATCH.value}, "
+        f"## Seams: SSR 16 -> 32 px ({_MODEL.value} model, {c.model.channels} channels), "
+        f"{step} training steps (batch {_BATCH.value}, "
         f"{train_s / 60:.1f} min here incl. compile), {steps} DDIM steps",
         "",
         f"{len(captions)} validation clips of {truth.shape[1]} frames, windows of "

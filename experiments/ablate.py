@@ -20,8 +20,9 @@ Overrides: `--sweep.frames=(16,32)`, `--sweep.base.stage.video.global_batch_size
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
+
+from experiments import cli
 
 _SWEEP = config_flags.DEFINE_config_file("sweep", None, "Sweep config file.",
                                          lock_config=False)
@@ -29,26 +30,20 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep directory (resumed if it 
 _TRAIN_STEPS = flags.DEFINE_integer("train_steps", 0, "Train every variant's video stage for "
                                     "this many steps and evaluate it (0 = analysis only).")
 _ONLY = flags.DEFINE_list("only", [], "Run only these variants (names from the sweep config).")
-_CPU_DEVICES = flags.DEFINE_integer(
-    "cpu_devices", 0, "Simulate this many CPU devices (training on a local mesh); 0 = off.")
+_CPU_DEVICES = cli.define_cpu_devices("training on a local mesh")
 flags.mark_flags_as_required(["sweep", "workdir"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
+  cli.init(_CPU_DEVICES.value)
   try:
     import matplotlib  # pylint: disable=unused-import
   except ImportError:
     # Fail before minutes of compiling, not at the end when the plots are drawn.
     raise SystemExit("error: ablate.py draws its plots with matplotlib: "
                      "pip install 'stunet[plot]'") from None
-  import jax
-  if _CPU_DEVICES.value:
-    jax.config.update("jax_platforms", "cpu")
-    jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
   from stunet.eval import ablation
 
   sweep = _SWEEP.value

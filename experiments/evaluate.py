@@ -14,7 +14,8 @@ trained once and cached; not I3D). `--tsr_workdir` evaluates the keyframes + TSR
 
 from absl import app
 from absl import flags
-from absl import logging
+
+from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The training run's directory.")
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "validation", "test"],
@@ -33,20 +34,14 @@ _TSR_WORKDIR = flags.DEFINE_string("tsr_workdir", None, "A run with a 'tsr' stag
                                    "cascade baseline).")
 _OUT = flags.DEFINE_string("out", None, "Output folder (default: "
                            "<workdir>/eval/<split>_step<step>).")
-_CPU_DEVICES = flags.DEFINE_integer(
-    "cpu_devices", 0, "Simulate this many CPU devices (local testing of sharding); 0 = off.")
+_CPU_DEVICES = cli.define_cpu_devices()
 flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # orbax logs every file operation at INFO
-  import jax  # after flag parsing: the device count must be set before JAX initialises
-  if _CPU_DEVICES.value:
-    jax.config.update("jax_platforms", "cpu")
-    jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
+  cli.init(_CPU_DEVICES.value)
   from stunet.eval import run_evaluation
   from stunet.train import compat
 

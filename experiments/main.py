@@ -17,8 +17,9 @@ import os
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
+
+from experiments import cli
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs",
                                "quickstart.py")
@@ -34,19 +35,13 @@ _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     "allow_config_change", False,
     "Resume even if model/text/diffusion/data fields differ from the checkpoint's.")
-_CPU_DEVICES = flags.DEFINE_integer(
-    "cpu_devices", 0, "Simulate this many CPU devices (local testing of sharding); 0 = off.")
+_CPU_DEVICES = cli.define_cpu_devices()
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # orbax logs every file operation at INFO
-  import jax  # after flag parsing: the device count must be set before JAX initialises
-  if _CPU_DEVICES.value:
-    jax.config.update("jax_platforms", "cpu")
-    jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
+  cli.init(_CPU_DEVICES.value)
   from stunet.apps import main_job
   from stunet.train import compat
   from stunet.train import loop

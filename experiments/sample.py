@@ -23,8 +23,9 @@ Applications (SPEC §4-§5; masks are white where pixels are generated):
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
+
+from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The training run's directory.")
 _STAGE = flags.DEFINE_string("stage", None, "Stage to sample from ('video', 't2i' or "
@@ -71,20 +72,14 @@ _OUT = flags.DEFINE_string("out", None, "Output folder (default: "
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Optional config file overriding the run's config.json (its model, text, "
     "diffusion and data fields must match the checkpoint's).")
-_CPU_DEVICES = flags.DEFINE_integer(
-    "cpu_devices", 0, "Simulate this many CPU devices (local testing of sharding); 0 = off.")
+_CPU_DEVICES = cli.define_cpu_devices()
 flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # orbax logs every file operation at INFO
-  import jax  # after flag parsing: the device count must be set before JAX initialises
-  if _CPU_DEVICES.value:
-    jax.config.update("jax_platforms", "cpu")
-    jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
+  cli.init(_CPU_DEVICES.value)
   from stunet.apps import sample_run
   from stunet.train import compat
 

@@ -16,14 +16,15 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from experiments import cli
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (resumed if it exists).")
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     "allow_config_change", False,
     "Resume even if model/text/diffusion/data fields differ from the checkpoint's.")
-_CPU_DEVICES = flags.DEFINE_integer(
-    "cpu_devices", 0, "Simulate this many CPU devices (local testing of sharding); 0 = off.")
+_CPU_DEVICES = cli.define_cpu_devices()
 _MULTIHOST = flags.DEFINE_bool(
     "multihost", False, "Cloud TPU VMs: call jax.distributed.initialize() first, which reads "
     "the run's layout from the TPU environment.")
@@ -41,13 +42,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS["verbosity"].present:
-    # orbax logs every checkpoint file operation at INFO; --verbosity=0 shows them.
-    logging.set_verbosity(logging.WARNING)
-  import jax  # after flag parsing: the device count must be set before JAX initialises
-  if _CPU_DEVICES.value:
-    jax.config.update("jax_platforms", "cpu")
-    jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
+  cli.init(_CPU_DEVICES.value)
   from stunet.parallel import distributed
   try:
     distributed.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,

@@ -399,23 +399,13 @@ def sample_run(workdir: str, prompts: Sequence[str], *, stage: str | None = None
                    guidance=guidance)
   jobs = [(p, k) for p in range(len(prompts)) for k in range(options.num_samples)]
   size = runner.padded_size(options.batch_size or len(jobs))
-  batches = [jobs[i:i + size] for i in range(0, len(jobs), size)]
 
-  pixels = []
-  for j, batch in enumerate(batches):
-    desc = f"batch {j + 1}/{len(batches)}" if len(batches) > 1 else "sampling"
-    with tqdm.tqdm(total=steps, desc=desc, unit="step", disable=not progress) as bar:
+  def sample_batch(j, batch, callback):
+    key = jax.random.fold_in(jax.random.key(options.seed), j)
+    return runner(params, [prompts[p] for p, _ in batch], key, callback=callback, cond=cond,
+                  x_init=x_init, strength=inputs.strength if x_init is not None else 1.0)
 
-      def callback(s, bar=bar):
-        bar.update(1)
-        if on_step is not None:
-          on_step(s)
-
-      key = jax.random.fold_in(jax.random.key(options.seed), j)
-      pixels.append(runner(params, [prompts[p] for p, _ in batch], key, callback=callback,
-                           cond=cond, x_init=x_init,
-                           strength=inputs.strength if x_init is not None else 1.0))
-  pixels = np.concatenate(pixels)
+  pixels = _in_batches(sample_batch, jobs, size, steps, "sampling", progress, on_step)
   if known is not None and inputs.paste_known:
     pixels = np.asarray(conditional_sampling.composite_known(pixels, known, known_mask))
 
@@ -482,26 +472,18 @@ def _fill_frames(tsr: TSROptions, keyframes: np.ndarray, jobs, prompts, size: in
   steps = tsr.steps or c.diffusion.sample_steps
   runner = _runner(samples_lib.Sampler, setup, mesh, steps=steps, sampler=sampler_name,
                    guidance=guidance)
-  out = []
-  batches = range(0, len(jobs), size)
-  for j, start in enumerate(batches):
-    desc = f"tsr {j + 1}/{len(batches)}" if len(batches) > 1 else "tsr"
-    with tqdm.tqdm(total=steps, desc=desc, unit="step", disable=not progress) as bar:
+  def fill_batch(j, batch, callback):
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(options.seed), j), 2)
+    start = j * size
+    return keyframes_tsr.fill_between_keyframes(
+        runner, params, [prompts[p] for p, _ in batch], keyframes[start:start + size], key,
+        interval, callback=callback, paste_keyframes=tsr.paste_keyframes)
 
-      def callback(s, bar=bar):
-        bar.update(1)
-        if on_step is not None:
-          on_step(s)
-
-      key = jax.random.fold_in(jax.random.fold_in(jax.random.key(options.seed), j), 2)
-      batch = jobs[start:start + size]
-      out.append(keyframes_tsr.fill_between_keyframes(
-          runner, params, [prompts[p] for p, _ in batch], keyframes[start:start + size], key,
-          interval, callback=callback, paste_keyframes=tsr.paste_keyframes))
+  out = _in_batches(fill_batch, jobs, size, steps, "tsr", progress, on_step)
   settings = {"tsr_workdir": os.path.abspath(tsr.workdir), "tsr_step": step,
               "tsr_steps": steps, "tsr_keyframe_interval": interval,
               "tsr_paste_keyframes": tsr.paste_keyframes}
-  return np.concatenate(out), settings, int(c.sample.fps)
+  return out, settings, int(c.sample.fps)
 
 
 def _upsample(cascade: CascadeOptions, pixels: np.ndarray, jobs, prompts, size: int,
@@ -524,10 +506,30 @@ def _upsample(cascade: CascadeOptions, pixels: np.ndarray, jobs, prompts, size: 
   runner = _runner(cascade_lib.SSRSampler, setup, mesh, steps=steps, sampler=sampler_name,
                    guidance=guidance, merge=cascade.merge)
   layout = cascade_lib.window_layout(c, pixels.shape[1])
+  def upsample_batch(j, batch, callback):
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(options.seed), j), 1)
+    start = j * size
+    return runner(params, [prompts[p] for p, _ in batch], pixels[start:start + size], key,
+                  callback=callback)
+
+  out = _in_batches(upsample_batch, jobs, size, steps, "ssr", progress, on_step)
+  settings = {"ssr_workdir": os.path.abspath(cascade.workdir), "ssr_step": step,
+              "ssr_steps": steps, "ssr_merge": cascade.merge,
+              "ssr_resolution": int(c.stage.ssr.resolution),
+              "ssr_noise_aug": float(c.stage.ssr.sample_noise_aug),
+              "ssr_window_starts": list(layout.starts), "ssr_window": layout.window}
+  return out, settings
+
+
+def _in_batches(run_batch: Callable[[int, list, Callable[[int], None]], np.ndarray], jobs: list,
+                size: int, steps: int, label: str, progress: bool,
+                on_step: Callable[[int], None] | None) -> np.ndarray:
+  """`run_batch(j, jobs of batch j, per-step callback)` over batches of `size` jobs, each with
+  its own progress bar of `steps` denoising steps; the outputs concatenated in job order."""
+  batches = [jobs[i:i + size] for i in range(0, len(jobs), size)]
   out = []
-  batches = range(0, len(jobs), size)
-  for j, start in enumerate(batches):
-    desc = f"ssr {j + 1}/{len(batches)}" if len(batches) > 1 else "ssr"
+  for j, batch in enumerate(batches):
+    desc = f"{label} {j + 1}/{len(batches)}" if len(batches) > 1 else label
     with tqdm.tqdm(total=steps, desc=desc, unit="step", disable=not progress) as bar:
 
       def callback(s, bar=bar):
@@ -535,13 +537,5 @@ def _upsample(cascade: CascadeOptions, pixels: np.ndarray, jobs, prompts, size: 
         if on_step is not None:
           on_step(s)
 
-      key = jax.random.fold_in(jax.random.fold_in(jax.random.key(options.seed), j), 1)
-      batch = jobs[start:start + size]
-      out.append(runner(params, [prompts[p] for p, _ in batch], pixels[start:start + size], key,
-                        callback=callback))
-  settings = {"ssr_workdir": os.path.abspath(cascade.workdir), "ssr_step": step,
-              "ssr_steps": steps, "ssr_merge": cascade.merge,
-              "ssr_resolution": int(c.stage.ssr.resolution),
-              "ssr_noise_aug": float(c.stage.ssr.sample_noise_aug),
-              "ssr_window_starts": list(layout.starts), "ssr_window": layout.window}
-  return np.concatenate(out), settings
+      out.append(run_batch(j, batch, callback))
+  return np.concatenate(out)
