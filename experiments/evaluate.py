@@ -27,6 +27,9 @@ _STEPS = flags.DEFINE_integer("steps", None, "Denoising steps (default: the run'
 _GUIDANCE = flags.DEFINE_float("guidance", None, "Guidance scale (default: the run's config).")
 _SAMPLER = flags.DEFINE_enum("sampler", None, ["ddpm", "ddim"], "Sampler (default: the run's "
                              "config).")
+_CHECKPOINT_STEP = flags.DEFINE_integer("checkpoint_step", None, "Evaluate this saved step "
+                                        "(default: the latest), e.g. for a comparison at "
+                                        "equal compute.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 0, "Clips per device call (0 = all at once).")
 _FVD = flags.DEFINE_bool("fvd", False, "Also compute FVD-shapes against the real clips.")
 _TSR_WORKDIR = flags.DEFINE_string("tsr_workdir", None, "A run with a 'tsr' stage that fills "
@@ -48,7 +51,7 @@ def main(argv):
   options = run_evaluation.EvalOptions(
       split=_SPLIT.value, max_prompts=_MAX_PROMPTS.value, seed=_SEED.value, steps=_STEPS.value,
       guidance=_GUIDANCE.value, sampler=_SAMPLER.value, batch_size=_BATCH_SIZE.value,
-      fvd=_FVD.value)
+      fvd=_FVD.value, checkpoint_step=_CHECKPOINT_STEP.value)
   from stunet.apps import sample_run
   tsr = sample_run.TSROptions(workdir=_TSR_WORKDIR.value) if _TSR_WORKDIR.value else None
   try:

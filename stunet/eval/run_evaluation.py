@@ -54,6 +54,8 @@ class EvalOptions:
     fvd: also compute FVD-shapes against the split's real clips (trains or loads the small
       feature network; cached under ``feature_net_dir``).
     feature_net_dir: cache directory of the feature network ('' = ``<workdir>/eval``).
+    checkpoint_step: the saved step to evaluate (None: the latest), e.g. an earlier checkpoint
+      of a run for a comparison at equal compute.
   """
   split: str = "test"
   max_prompts: int = 0
@@ -64,6 +66,7 @@ class EvalOptions:
   batch_size: int = 0
   fvd: bool = False
   feature_net_dir: str = ""
+  checkpoint_step: int | None = None
 
   def validate(self) -> None:
     if self.split not in SPLITS:
@@ -71,6 +74,10 @@ class EvalOptions:
     if not isinstance(self.max_prompts, int) or self.max_prompts < 0:
       raise ValueError(f"max_prompts must be an integer >= 0 (0 = all), got "
                        f"{self.max_prompts!r}")
+    if self.checkpoint_step is not None and (not isinstance(self.checkpoint_step, int)
+                                             or self.checkpoint_step < 0):
+      raise ValueError(f"checkpoint_step must be an integer >= 0 (None = the latest), got "
+                       f"{self.checkpoint_step!r}")
 
 
 def _is_held_out(example: dict) -> bool:
@@ -180,10 +187,12 @@ def evaluate_run(workdir: str, options: EvalOptions = EvalOptions(), *,
   sample_options = sample_run.SampleOptions(
       num_samples=1, seed=options.seed, steps=options.steps, guidance=options.guidance,
       sampler=options.sampler, batch_size=options.batch_size)
-  step = _latest_step(workdir, stage)
+  step = _latest_step(workdir, stage) if options.checkpoint_step is None \
+      else options.checkpoint_step
   out_dir = out_dir or os.path.join(os.path.abspath(workdir), "eval",
                                     f"{options.split}_step{step}")
-  result = sample_run.sample_run(workdir, prompts, stage=stage, options=sample_options,
+  result = sample_run.sample_run(workdir, prompts, stage=stage, step=step,
+                                 options=sample_options,
                                  out_dir=os.path.join(out_dir, "samples"), progress=progress,
                                  mesh=mesh, tsr=tsr)
   clips = video_write.to_uint8(result.pixels)

@@ -44,6 +44,8 @@ def test_options_name_the_bad_field():
     run_evaluation.EvalOptions(split="dev").validate()
   with pytest.raises(ValueError, match="max_prompts"):
     run_evaluation.EvalOptions(max_prompts=-1).validate()
+  with pytest.raises(ValueError, match="checkpoint_step"):
+    run_evaluation.EvalOptions(checkpoint_step=-2).validate()
 
 
 def test_missing_run_names_the_train_command(tmp_path):
@@ -98,3 +100,16 @@ def test_user_feature_extractor_gives_a_frechet_distance(tiny_run):
   assert out["out_dir"].endswith("validation_step2")
   # Validation clips never hold a held-out combination; some move fast.
   assert set(out["subsets"]) - {run_evaluation.FAST_MOTION} == {"seen"}
+
+
+@pytest.mark.slow
+def test_checkpoint_step_evaluates_that_checkpoint(tiny_run, tmp_path):
+  workdir, mesh = tiny_run
+  with pytest.raises(FileNotFoundError, match=r"no checkpoint for step 1 .*saved steps: \[2\]"):
+    run_evaluation.evaluate_run(
+        workdir, run_evaluation.EvalOptions(max_prompts=2, steps=2, checkpoint_step=1),
+        progress=False, mesh=mesh, out_dir=str(tmp_path / "step1"))
+  out = run_evaluation.evaluate_run(
+      workdir, run_evaluation.EvalOptions(max_prompts=2, steps=2, checkpoint_step=2),
+      progress=False, mesh=mesh, out_dir=str(tmp_path / "step2"))
+  assert out["step"] == 2 and out["settings"]["checkpoint_step"] == 2
