@@ -15,8 +15,8 @@ r"""Seams of windowed SSR (the paper's Fig. 14 effect) and seconds per sample of
 
   nice -n 10 python -m benchmarks.ssr_seams --workdir=/tmp/ssr_bench --train_steps=300 \
       --out=benchmarks/results/ssr_seams.md
-  python -m benchmarks.ssr_seams --model=quickstart --workdir=/tmp/ssr_qs --train_steps=1500 --clips=32 \
-      --notiming
+  python -m benchmarks.ssr_seams --model=quickstart --workdir=/tmp/ssr_qs --train_steps=1500 \
+      --clips=32 --notiming
 """
 
 import os
