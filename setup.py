@@ -23,7 +23,8 @@ CORE = [
 EXTRAS = {
     # Test runner (and the plotting the ablation and benchmark tests check); the CI installs
     # `.[test,video,parity,tpu]`. pytest-xdist: the suite is compile-bound and XLA's CPU
-    # compiler uses about one core, so one worker per core runs it ~2x faster on 2 cores.
+    # compiler uses about one core (run serially: 37 min CPU in 32 min wall on 2 cores), so
+    # the README command runs one worker per core.
     "test": ["pytest>=8.0", "pytest-xdist>=3.5", "matplotlib>=3.8"],
     # Plots of experiments/ablate.py and the benchmarks.
     "plot": ["matplotlib>=3.8"],
