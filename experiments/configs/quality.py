@@ -8,12 +8,14 @@ what the earlier 2000 + 600-step budget reached.
 
   python -m experiments.main --config=experiments/configs/quality.py --workdir=runs/quality
 
-The temporal down-sampling ablation at the earlier budget (benchmarks/results/ablation_quality/;
---train_steps is the video-stage budget of each variant):
+The temporal down-sampling ablation at this budget (benchmarks/results/ablation_quality/;
+--train_steps is the video-stage budget of each variant; a finished quality run's t2i and video
+folders copied to runs/ablation_quality/runs/t2i/t2i and .../runs/stunet/video are resumed as
+finished):
 
   python -m experiments.ablate --sweep=experiments/configs/ablation.py:quality \
-      --workdir=runs/ablation_quality --train_steps=600 \
-      --only=stunet,no_temporal_downsampling,keyframes_tsr --sweep.base.stage.t2i.num_steps=2000
+      --workdir=runs/ablation_quality --train_steps=1500 \
+      --only=stunet,no_temporal_downsampling,keyframes_tsr
 """
 
 from experiments.configs import quickstart
