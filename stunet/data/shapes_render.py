@@ -14,10 +14,12 @@ import numpy as np
 
 from stunet.data import shapes_scene
 
-# Half-extent relative to the size radius: squares and diamonds a bit smaller/larger so the
-# four shapes have similar visual weight.
-_SQUARE_HALF_SIDE = 0.85
-_POLYGON_CIRCUMRADIUS = 1.15
+# Half-extent relative to the size radius. The circle is inscribed in the square (half-side 1)
+# so the two differ in four whole corners, not in a sliver; the triangle and diamond reach a
+# bit further so all four have similar visual weight. `shapes_scene.MAX_HALF_EXTENT` is the
+# largest of these (frame margins of bouncing and static objects).
+_SQUARE_HALF_SIDE = 1.0
+_POLYGON_CIRCUMRADIUS = shapes_scene.MAX_HALF_EXTENT
 
 
 def _signed_distance(shape: str, dx: np.ndarray, dy: np.ndarray, radius: float) -> np.ndarray:

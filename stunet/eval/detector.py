@@ -48,6 +48,9 @@ _MIN_PRESENCE = 0.25
 _OCCLUDED_FIT = 0.08
 # ...or if it keeps this fraction of its area in frames where it touches nothing.
 _OCCLUDED_AREA = 0.93
+# Motion is read from the unoccluded frames if they are at least this fraction of the present
+# ones (and >= 3), else from all.
+_MIN_CLEAN = 0.5
 # A frame with more unexplained pixels than this fraction is not a shapes_video frame.
 _MAX_UNEXPLAINED = 0.2
 
@@ -227,7 +230,9 @@ def _torus_centroid(weights: np.ndarray) -> tuple[float, float] | None:
     shift = best_mid % size
     rolled = np.roll(profile, -shift)
     coord = (np.arange(size) + 0.5) @ rolled / rolled.sum()
-    centre.append(float((coord + shift) % size))
+    # Exactly on the seam, the rolled centroid can land a rounding error below 0 or above
+    # `size` (31.999999999999996 on some CPUs): normalise into [0, size).
+    centre.append(float(shapes_scene.wrap_to_frame(coord + shift, size)))
   return centre[0], centre[1]
 
 
@@ -337,7 +342,9 @@ def detect(video, fps: float) -> ClipDetection:
     clean_centroids = np.where(
         np.asarray([o is not None and _reliable(o, full_area) for o in seen])[:, None], centroids,
         np.nan)
-    if np.isfinite(clean_centroids[:, 0]).sum() >= 3:
+    # Too few trustworthy frames say too little (three frames of a bounce can sit at one
+    # height): then the occluded sightings, biased by a pixel or so, are the better evidence.
+    if np.isfinite(clean_centroids[:, 0]).sum() >= max(3, _MIN_CLEAN * present.sum()):
       track_centroids = clean_centroids
     else:
       track_centroids = centroids
@@ -345,7 +352,7 @@ def detect(video, fps: float) -> ClipDetection:
         colour=colour, shape=shape, size=size, present=present,
         shapes=tuple(o.shape if o else "" for o in seen), centroids=centroids,
         shape_stability=shape_stability, size_stability=size_stability,
-        motion=motion_lib.classify(track_centroids, h, fps)))
+        motion=motion_lib.classify(track_centroids, h, fps, unwrap_from=centroids)))
   tracks.sort(key=lambda o: -o.present.sum())
   frames = tuple(tuple(f) for f in per_frame)
   if tracks:

@@ -136,13 +136,19 @@ def _nearest_log(value: float, references: dict[str, float]) -> str:
   return min(references, key=lambda k: abs(np.log(value / references[k])))
 
 
-def classify(centroids: np.ndarray, resolution: int, fps: float) -> MotionEstimate:
+def classify(centroids: np.ndarray, resolution: int, fps: float,
+             unwrap_from: np.ndarray | None = None) -> MotionEstimate:
   """Motion of a track.
 
   Args:
     centroids: ``[t, 2]`` (x, y) pixel centroids per frame; NaN rows where the object is absent.
     resolution: frame size (the torus period of linear motion).
     fps: frames per second of the clip (speed classes are defined in real time).
+    unwrap_from: optional ``[t, 2]`` track of the same object present in at least the frames
+      of ``centroids`` (the detector's every sighting, ``centroids`` its trustworthy ones).
+      The wrap is removed along it: a few samples far apart in time can be unwrapped onto
+      any line (three frames of a quick bounce onto a line at 9 px/frame), the frames in
+      between say which.
 
   Returns:
     The `MotionEstimate`.
@@ -159,7 +165,20 @@ def classify(centroids: np.ndarray, resolution: int, fps: float) -> MotionEstima
   if len(times) < 3:
     return MotionEstimate("none", "none", (nan, nan), nan, False, nan, nan, nan, nan,
                           reason=f"object present in {len(times)} frame(s); need >= 3")
-  track = unwrap(times, centroids[present], resolution)  # n 2
+  if unwrap_from is None:
+    track = unwrap(times, centroids[present], resolution)  # n 2
+  else:
+    unwrap_from = np.asarray(unwrap_from, np.float64)
+    if unwrap_from.shape != centroids.shape:
+      raise ValueError(f"unwrap_from must have the shape of centroids {centroids.shape}, got "
+                       f"{unwrap_from.shape}")
+    guide_present = np.isfinite(unwrap_from).all(axis=1)
+    if not guide_present[present].all():
+      raise ValueError("unwrap_from must be present in every frame centroids is")
+    guide = np.full_like(unwrap_from, np.nan)
+    guide[guide_present] = unwrap(np.flatnonzero(guide_present).astype(np.float64),
+                                  unwrap_from[guide_present], resolution)
+    track = guide[present] + wrapped_step(centroids[present] - unwrap_from[present], resolution)
   velocity, line_residual = fit_line(times, track)
   linear_rms = float(np.sqrt((line_residual ** 2).sum(1).mean()))
   # A bounce must turn within the clip: longer arcs would pass for straight lines.

@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 from stunet.data import captions
 from stunet.data import config as data_config_lib
 from stunet.data import pipeline
+from stunet.data import shapes_video
 
 
 def _config(data_dir, **overrides):
@@ -37,7 +38,8 @@ def _assert_same(batches_a, batches_b):
 @pytest.fixture(scope="module")
 def stored(data_dir):
   """tiny/train decoded, by record index."""
-  builder = tfds.builder_from_directory(f"{data_dir}/shapes_video/tiny/1.0.0")
+  builder = tfds.builder_from_directory(
+      f"{data_dir}/shapes_video/tiny/{shapes_video.ShapesVideo.VERSION}")
   source = builder.as_data_source("train")
   return [source[i] for i in range(len(source))]
 
@@ -264,7 +266,8 @@ def test_bad_geometry_is_named(data_dir, overrides, message):
 
 
 def test_reads_array_record_files_directly(data_dir):
-  files = f"{data_dir}/shapes_video/tiny/1.0.0/shapes_video-validation.array_record-*"
+  files = (f"{data_dir}/shapes_video/tiny/{shapes_video.ShapesVideo.VERSION}/"
+           "shapes_video-validation.array_record-*")
   batch = next(pipeline.make_train_iterator(_config(data_dir, files=files, num_epochs=1,
                                                     global_batch_size=16)))
   assert sorted(batch["index"].tolist()) == list(range(16))

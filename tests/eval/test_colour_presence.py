@@ -30,8 +30,9 @@ def test_right_colour_found_whatever_the_shape():
   red = _clip([_object("red")])
   # A ragged red blob that fits no shape template still counts as the colour being present.
   ragged = np.broadcast_to(background, red.shape).copy()
-  ragged[:, 3:7, 3:6] = shapes_scene.COLOURS["red"]
-  ragged[:, 8:10, 5:7] = shapes_scene.COLOURS["red"]
+  ragged[:, 3:9, 3:8] = shapes_scene.COLOURS["red"]
+  ragged[:, 10:13, 5:8] = shapes_scene.COLOURS["red"]
+  assert 6 * 5 + 3 * 3 > colour_presence.min_pixels(red.shape[1])  # above the speck threshold
   for clip in (red, ragged):
     assert colour_presence.score_clip(clip, PROMPT) == {
         "recall": 1.0, "spurious": 0.0, "all_frames": True}
