@@ -55,14 +55,11 @@ def main(argv):
     sweep.variants = tuple(v for v in sweep.variants if v[0] in _ONLY.value)
   if _TRAIN_STEPS.value < 0:
     raise app.UsageError(f"--train_steps must be >= 0, got {_TRAIN_STEPS.value}")
-  try:
-    runner = ablation.Sweep(sweep, _WORKDIR.value)
-    runner.run_analysis()
-    if _TRAIN_STEPS.value:
-      runner.run_training(_TRAIN_STEPS.value, sweep.eval_prompts)
-    paths = runner.write_outputs()
-  except (ValueError, FileNotFoundError) as e:
-    raise SystemExit(f"error: {e}") from None
+  runner = ablation.Sweep(sweep, _WORKDIR.value)
+  runner.run_analysis()
+  if _TRAIN_STEPS.value:
+    runner.run_training(_TRAIN_STEPS.value, sweep.eval_prompts)
+  paths = runner.write_outputs()
   with open(paths["markdown"], encoding="utf-8") as f:
     print(f.read())
   for name, path in sorted(paths.items()):
@@ -70,4 +67,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

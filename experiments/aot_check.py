@@ -31,6 +31,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from experiments import cli
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
 _TOPOLOGY = flags.DEFINE_string(
@@ -72,12 +74,13 @@ def main(argv):
     else:
       report = aot.check_train_step(_CONFIG.value, topology, stage=_STAGE.value,
                                     t5_architecture=_T5_ARCHITECTURE.value)
-  except (ValueError, RuntimeError) as e:
-    raise SystemExit(f"error: {e}") from None
+  except RuntimeError as e:
+    # A compile that failed for this slice (cli.run reports bad input): status 1.
+    raise SystemExit(f"error: {cli.one_line(str(e))}") from None
   print(aot.format_report(report, _CONFIG.value), flush=True)
   if not report.fits:
     sys.exit(1)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -16,6 +16,7 @@ from absl import flags
 from absl import logging
 import tensorflow_datasets as tfds
 
+from experiments import cli
 from stunet.data import shapes_video
 from stunet.data import video_folder
 
@@ -52,6 +53,7 @@ def _builder() -> tfds.core.DatasetBuilder:
       resolution=_RESOLUTION.value, frames=_FRAMES.value, fps=_FPS.value,
       clip_stride=_CLIP_STRIDE.value, max_clips_per_video=_MAX_CLIPS.value,
       validation_fraction=_VALIDATION_FRACTION.value)
+  video_folder.check_config(config)  # bad paths fail before TFDS creates the dataset folder
   return video_folder.VideoFolder(config=config, data_dir=_DATA_DIR.value)
 
 
@@ -71,4 +73,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

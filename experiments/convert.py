@@ -15,6 +15,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from experiments import cli
+
 _FROM = flags.DEFINE_enum("from", None, ["diffusers", "t5"], "Checkpoint format of --src.")
 _SRC = flags.DEFINE_string("src", None, "Local model directory (config.json + safetensors).")
 _OUT = flags.DEFINE_string("out", None, "Workdir to write (must not hold a checkpoint yet).")
@@ -32,23 +34,27 @@ def main(argv):
   from stunet.convert import imported_checkpoint  # pylint: disable=g-import-not-at-top
 
   source = {"format": _FROM.value, "source": os.path.abspath(_SRC.value)}
-  if _FROM.value == "diffusers":
-    from stunet.convert import diffusers_unet  # pylint: disable=g-import-not-at-top
-    model, params = diffusers_unet.load_diffusers_unet(_SRC.value)
-    with open(os.path.join(_SRC.value, "config.json"), encoding="utf-8") as f:
-      width = diffusers_unet.text_width(json.load(f))
-    config = {"model": model, "text_width": width, "imported_from": source}
-  else:
-    from stunet.convert import t5  # pylint: disable=g-import-not-at-top
-    t5_config, variables, ignored = t5.load_t5_encoder_with_report(_SRC.value)
-    for group in ignored:
-      logging.info("Ignored %d tensor(s) under %r: %s", group.count, group.prefix, group.reason)
-    params = variables["params"]
-    config = {"t5": dataclasses.asdict(t5_config), "imported_from": source}
+  try:
+    if _FROM.value == "diffusers":
+      from stunet.convert import diffusers_unet  # pylint: disable=g-import-not-at-top
+      model, params = diffusers_unet.load_diffusers_unet(_SRC.value)
+      with open(os.path.join(_SRC.value, "config.json"), encoding="utf-8") as f:
+        width = diffusers_unet.text_width(json.load(f))
+      config = {"model": model, "text_width": width, "imported_from": source}
+    else:
+      from stunet.convert import t5  # pylint: disable=g-import-not-at-top
+      t5_config, variables, ignored = t5.load_t5_encoder_with_report(_SRC.value)
+      for group in ignored:
+        logging.info("Ignored %d tensor(s) under %r: %s", group.count, group.prefix, group.reason)
+      params = variables["params"]
+      config = {"t5": dataclasses.asdict(t5_config), "imported_from": source}
+  except ValueError as e:
+    # The importer names the config.json field it refuses; say whose config.json it is.
+    raise ValueError(f"--src={_SRC.value}: {e}") from e
   path = imported_checkpoint.save(_OUT.value, config, params)
   logging.info("Wrote %s and %s", os.path.join(_OUT.value, imported_checkpoint.CONFIG_NAME),
                path)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -46,7 +46,6 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   cli.init(_CPU_DEVICES.value)
   from stunet.eval import run_evaluation
-  from stunet.train import compat
 
   options = run_evaluation.EvalOptions(
       split=_SPLIT.value, max_prompts=_MAX_PROMPTS.value, seed=_SEED.value, steps=_STEPS.value,
@@ -54,14 +53,11 @@ def main(argv):
       fvd=_FVD.value, checkpoint_step=_CHECKPOINT_STEP.value)
   from stunet.apps import sample_run
   tsr = sample_run.TSROptions(workdir=_TSR_WORKDIR.value) if _TSR_WORKDIR.value else None
-  try:
-    record = run_evaluation.evaluate_run(_WORKDIR.value, options, out_dir=_OUT.value, tsr=tsr)
-  except (FileNotFoundError, ValueError, compat.ConfigMismatchError) as e:
-    raise SystemExit(f"error: {e}") from None
+  record = run_evaluation.evaluate_run(_WORKDIR.value, options, out_dir=_OUT.value, tsr=tsr)
   print(run_evaluation.to_markdown(record))
   print(f"metrics: {record['out_dir']}/metrics.json and metrics.md; "
         f"samples: {record['gallery']}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -17,14 +17,13 @@ import os
 
 from absl import app
 from absl import flags
-from ml_collections import config_flags
 
 from experiments import cli
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs",
                                "quickstart.py")
-_CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Experiment config file.",
-                                          lock_config=True)
+_CONFIG = cli.define_config_file("config", _DEFAULT_CONFIG, "Experiment config file.",
+                                 lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "Run directory (resumed if it "
                                "exists).")
 _NUM_EVAL_PROMPTS = flags.DEFINE_integer("num_eval_prompts", 32, "Test-split captions sampled "
@@ -43,7 +42,6 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   cli.init(_CPU_DEVICES.value)
   from stunet.apps import main_job
-  from stunet.train import compat
   from stunet.train import loop
 
   options = main_job.MainJobOptions(num_showcase_samples=_NUM_SHOWCASE.value,
@@ -51,11 +49,11 @@ def main(argv):
   try:
     summary = main_job.run_main_job(_CONFIG.value, _WORKDIR.value, options,
                                     allow_config_change=_ALLOW_CONFIG_CHANGE.value)
-  except (loop.NonFiniteLossError, compat.ConfigMismatchError, FileNotFoundError,
-          ValueError) as e:
-    raise SystemExit(f"error: {e}") from None
+  except loop.NonFiniteLossError as e:
+    # The run failed, not its input (cli.run reports those): status 1.
+    raise SystemExit(f"error: {cli.one_line(str(e))}") from None
   print(main_job.report(summary))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

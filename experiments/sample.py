@@ -81,32 +81,28 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   cli.init(_CPU_DEVICES.value)
   from stunet.apps import sample_run
-  from stunet.train import compat
 
-  try:
-    prompts = sample_run.read_prompts(_PROMPT.value, _PROMPTS_FILE.value)
-    options = sample_run.SampleOptions(
-        num_samples=_NUM_SAMPLES.value, seed=_SEED.value, steps=_STEPS.value,
-        guidance=_GUIDANCE.value, sampler=_SAMPLER.value, params=_PARAMS.value,
-        batch_size=_BATCH_SIZE.value)
-    inputs = sample_run.ModeInputs(mode=_MODE.value, image=_IMAGE.value, video=_VIDEO.value,
-                                   mask=_MASK.value, strength=_STRENGTH.value,
-                                   paste_known=_PASTE_KNOWN.value)
-    style = (sample_run.StyleOptions(workdir=_STYLE_WORKDIR.value, alpha=_STYLE_ALPHA.value)
-             if _STYLE_WORKDIR.value else None)
-    cascade = (sample_run.CascadeOptions(workdir=_SSR_WORKDIR.value, steps=_SSR_STEPS.value,
-                                         merge=_SSR_MERGE.value)
-               if _SSR_WORKDIR.value else None)
-    tsr = (sample_run.TSROptions(workdir=_TSR_WORKDIR.value, steps=_TSR_STEPS.value)
-           if _TSR_WORKDIR.value else None)
-    result = sample_run.sample_run(_WORKDIR.value, prompts, stage=_STAGE.value,
-                                   step=_STEP.value, options=options, out_dir=_OUT.value,
-                                   config=_CONFIG.value, inputs=inputs, style=style,
-                                   cascade=cascade, tsr=tsr)
-  except (FileNotFoundError, ValueError, compat.ConfigMismatchError) as e:
-    raise SystemExit(f"error: {e}") from None
+  prompts = sample_run.read_prompts(_PROMPT.value, _PROMPTS_FILE.value)
+  options = sample_run.SampleOptions(
+      num_samples=_NUM_SAMPLES.value, seed=_SEED.value, steps=_STEPS.value,
+      guidance=_GUIDANCE.value, sampler=_SAMPLER.value, params=_PARAMS.value,
+      batch_size=_BATCH_SIZE.value)
+  inputs = sample_run.ModeInputs(mode=_MODE.value, image=_IMAGE.value, video=_VIDEO.value,
+                                 mask=_MASK.value, strength=_STRENGTH.value,
+                                 paste_known=_PASTE_KNOWN.value)
+  style = (sample_run.StyleOptions(workdir=_STYLE_WORKDIR.value, alpha=_STYLE_ALPHA.value)
+           if _STYLE_WORKDIR.value else None)
+  cascade = (sample_run.CascadeOptions(workdir=_SSR_WORKDIR.value, steps=_SSR_STEPS.value,
+                                       merge=_SSR_MERGE.value)
+             if _SSR_WORKDIR.value else None)
+  tsr = (sample_run.TSROptions(workdir=_TSR_WORKDIR.value, steps=_TSR_STEPS.value)
+         if _TSR_WORKDIR.value else None)
+  result = sample_run.sample_run(_WORKDIR.value, prompts, stage=_STAGE.value,
+                                 step=_STEP.value, options=options, out_dir=_OUT.value,
+                                 config=_CONFIG.value, inputs=inputs, style=style,
+                                 cascade=cascade, tsr=tsr)
   print(f"{len(result.entries)} samples from step {result.step}: {result.gallery_path}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -7,10 +7,10 @@ laptop CPU in seconds:
   python -m experiments.summary --config=experiments/configs/paper.py --config.data.frames=16
 """
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from experiments import cli
 from stunet.nn import summary
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
@@ -26,4 +26,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  cli.run(main)

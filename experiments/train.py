@@ -49,19 +49,19 @@ def main(argv):
                                        _PROCESS_ID.value, multihost=_MULTIHOST.value)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
-  from stunet.train import compat
   from stunet.train import loop
 
   try:
     results = loop.train(_CONFIG.value, _WORKDIR.value,
                          allow_config_change=_ALLOW_CONFIG_CHANGE.value)
-  except (loop.NonFiniteLossError, compat.ConfigMismatchError, FileNotFoundError) as e:
+  except loop.NonFiniteLossError as e:
+    # The run failed, not its input: status 1, and the message as cli.fail would print it.
     logging.error("%s", e)
-    raise SystemExit(f"error: {e}") from None
+    raise SystemExit(f"error: {cli.one_line(str(e))}") from None
   for r in results:
     status = "preempted" if r.preempted else "done"
     print(f"stage {r.stage}: step {r.step} ({status})")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -14,13 +14,14 @@ collectives) and the launcher exits with the failed process's exit code.
 Arguments after `--` go to experiments/train.py unchanged.
 """
 
-import argparse
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+
+import cli_errors  # launch/ is on sys.path when run as a script
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
     ours, train_args = argv[:split], argv[split + 1:]
   else:
     ours, train_args = argv, []
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = cli_errors.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--num_processes", type=int, default=2)
   parser.add_argument("--devices_per_process", type=int, default=2)
   parser.add_argument("--logdir", default=None,
@@ -109,4 +110,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(cli_errors.run(main))

@@ -41,7 +41,8 @@ import shlex
 import sys
 import tempfile
 
-from command_runner import LaunchError  # launch/ is on sys.path when run as a script
+import cli_errors  # launch/ is on sys.path when run as a script
+from command_runner import LaunchError
 from command_runner import run_commands
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,7 +107,7 @@ def create_commands(args):
     cmd.append("--spot")
   if args.preemptible:
     if args.queued:
-      raise LaunchError("--preemptible is not available with --queued; use --spot")
+      raise ValueError("--preemptible is not available with --queued; use --spot")
     cmd.append("--preemptible")
   if args.reserved:
     cmd.append("--reserved")
@@ -219,7 +220,7 @@ def _add_train(parser):
 
 
 def build_parser():
-  parser = argparse.ArgumentParser(
+  parser = cli_errors.ArgumentParser(
       prog="tpu_vm.py", description=__doc__, allow_abbrev=False,
       formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
@@ -298,4 +299,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(cli_errors.run(main))

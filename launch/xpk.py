@@ -36,7 +36,8 @@ import re
 import shlex
 import sys
 
-from command_runner import LaunchError  # launch/ is on sys.path when run as a script
+import cli_errors  # launch/ is on sys.path when run as a script
+from command_runner import LaunchError
 from command_runner import run_commands
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -104,7 +105,7 @@ def _add_slices(parser):
 
 
 def build_parser():
-  parser = argparse.ArgumentParser(
+  parser = cli_errors.ArgumentParser(
       prog="xpk.py", description=__doc__, allow_abbrev=False,
       formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
@@ -176,4 +177,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(cli_errors.run(main))

@@ -7,14 +7,12 @@ and is imported only when a video is decoded.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from PIL import Image
 
 
 class VideoDecodeError(Exception):
-  """A video that cannot be used; `reason` is one of empty, unreadable, corrupt."""
+  """A video that cannot be used; `reason` is one of empty, unreadable, corrupt, missing."""
 
   def __init__(self, reason: str, message: str):
     super().__init__(message)
@@ -39,6 +37,27 @@ def resize_and_centre_crop(image: Image.Image, resolution: int) -> np.ndarray:
   return np.asarray(image.crop((left, top, left + resolution, top + resolution)), np.uint8)
 
 
+def check_readable(path: str) -> None:
+  """Raises VideoDecodeError unless `path` is a non-empty file this process can read.
+
+  A folder of user files holds whatever a file system can: symlink loops (ELOOP),
+  unreadable files (EACCES), directories named `*.mp4`, files deleted between the scan and
+  the read. Opening the file once here turns each into a reason the build report counts,
+  instead of an OSError that ends the build.
+  """
+  try:
+    with open(path, "rb") as f:
+      if not f.read(1):
+        raise VideoDecodeError("empty", f"{path} is empty")
+  except FileNotFoundError as e:
+    raise VideoDecodeError("missing", f"{path} vanished before it was read ({e.strerror})") \
+        from e
+  except IsADirectoryError as e:
+    raise VideoDecodeError("unreadable", f"{path} is a directory, not a video file") from e
+  except OSError as e:
+    raise VideoDecodeError("unreadable", f"{path}: {e.strerror or e}") from e
+
+
 def decode_at_fps(path: str, fps: float, resolution: int,
                   max_frames: int | None = None) -> np.ndarray:
   """All frames of `path` resampled to `fps`, as ``[t, resolution, resolution, 3]`` uint8.
@@ -47,17 +66,16 @@ def decode_at_fps(path: str, fps: float, resolution: int,
   (sample-and-hold), so slowing down repeats frames and speeding up drops them.
 
   Raises:
-    VideoDecodeError: the file is empty, unreadable or corrupt.
+    VideoDecodeError: the file is empty, unreadable, corrupt or gone (see `check_readable`).
   """
-  if os.path.getsize(path) == 0:
-    raise VideoDecodeError("empty", f"{path} is empty")
+  check_readable(path)
   av = import_av()
   try:
     container = av.open(path)
+  except OSError as e:  # before FFmpegError: PyAV's errno errors are both
+    raise VideoDecodeError("unreadable", f"{path}: {e}") from e
   except av.error.FFmpegError as e:
     raise VideoDecodeError("corrupt", f"{path}: {e}") from e
-  except OSError as e:
-    raise VideoDecodeError("unreadable", f"{path}: {e}") from e
   out = []
   with container:
     if not container.streams.video:

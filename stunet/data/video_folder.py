@@ -13,8 +13,10 @@ Captions CSV (UTF-8, header row, WebVid-style names accepted, case-insensitive):
 Unusable videos are skipped, never fatal, and counted per reason in the build report
 (``metadata.json`` -> ``build_report``, also on ``builder.build_report``):
   empty (0 bytes), corrupt (FFmpeg cannot open or decode it, e.g. truncated), unreadable
-  (no video stream, permission), too_short (fewer than ``frames`` frames at the target fps),
-  no_caption (no or blank caption), missing (listed in the CSV but not on disk).
+  (no video stream, permission denied, a symlink loop, a directory named like a video, a
+  subdirectory that cannot be listed), too_short (fewer than ``frames`` frames at the target
+  fps), no_caption (no or blank caption), missing (listed in the CSV but not on disk, or
+  deleted between the scan and the read).
 
 Build with ``python -m experiments.build_data --dataset=video_folder --config=NAME
 --video_dir=DIR --captions_csv=FILE --data_dir=DATA``.
@@ -119,6 +121,20 @@ class BuildReport:
             f"{sum(self.skipped.values())}" + (f" [{skipped}]" if skipped else ""))
 
 
+def check_config(c: VideoFolderConfig) -> None:
+  """Raises naming the field of a config that cannot build (before TFDS starts writing)."""
+  for field, value in (("video_dir", c.video_dir), ("captions_csv", c.captions_csv)):
+    if not value:
+      raise ValueError(f"VideoFolderConfig.{field} is required")
+  if not os.path.isdir(c.video_dir):
+    raise FileNotFoundError(f"VideoFolderConfig.video_dir={c.video_dir!r} is not a directory")
+  if not os.path.isfile(c.captions_csv):
+    raise FileNotFoundError(f"VideoFolderConfig.captions_csv={c.captions_csv!r} is not a file")
+  if c.frames < 1 or c.clip_stride < 1 or c.fps <= 0 or c.resolution < 1:
+    raise ValueError(f"bad clip geometry: frames={c.frames}, clip_stride={c.clip_stride}, "
+                     f"fps={c.fps}, resolution={c.resolution}")
+
+
 class VideoFolder(tfds.core.GeneratorBasedBuilder):
   """Clips from a folder of captioned videos (see the module docstring).
 
@@ -164,20 +180,13 @@ class VideoFolder(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     del dl_manager  # Local files only.
     c = self.builder_config
-    for field, value in (("video_dir", c.video_dir), ("captions_csv", c.captions_csv)):
-      if not value:
-        raise ValueError(f"VideoFolderConfig.{field} is required")
-    if not os.path.isdir(c.video_dir):
-      raise FileNotFoundError(f"VideoFolderConfig.video_dir={c.video_dir!r} is not a directory")
-    if c.frames < 1 or c.clip_stride < 1 or c.fps <= 0 or c.resolution < 1:
-      raise ValueError(f"bad clip geometry: frames={c.frames}, clip_stride={c.clip_stride}, "
-                       f"fps={c.fps}, resolution={c.resolution}")
+    check_config(c)
     captions = read_captions(c.captions_csv)
-    on_disk = sorted(
-        os.path.relpath(os.path.join(root, name), c.video_dir)
-        for root, _, names in os.walk(c.video_dir) for name in names
-        if name.lower().endswith(VIDEO_EXTENSIONS))
+    on_disk, not_files = self._scan(c.video_dir)
     matched = set()
+    for relative in not_files:
+      matched.update(_caption_keys(relative))  # on disk, so not also "missing"
+      self.build_report.skip("unreadable", relative, "is a directory, not a video file")
     videos = []
     for relative in on_disk:
       key = next((k for k in _caption_keys(relative) if k in captions), None)
@@ -197,6 +206,27 @@ class VideoFolder(tfds.core.GeneratorBasedBuilder):
     if c.validation_fraction > 0:
       splits["validation"] = [v for v in videos if is_validation(v[0])]
     return {name: self._generate_examples(items) for name, items in splits.items()}
+
+  def _scan(self, video_dir: str) -> tuple[list[str], list[str]]:
+    """(video files, directories named like videos) under `video_dir`, relative, sorted.
+
+    A subdirectory that cannot be listed is skipped as unreadable (os.walk would drop it
+    silently); the folder itself must be listable. Symlinked directories are not followed
+    (a link back up the tree would loop), which also keeps a looping file symlink out of
+    the directories: it is listed as a file and skipped when it is read.
+    """
+    def unlistable(e: OSError):
+      if os.path.abspath(e.filename or "") == os.path.abspath(video_dir):
+        raise e
+      relative = os.path.relpath(e.filename, video_dir) if e.filename else "?"
+      self.build_report.skip("unreadable", relative, f"cannot list directory: {e.strerror}")
+
+    files, directories = [], []
+    for root, dirs, names in os.walk(video_dir, onerror=unlistable):
+      for name, out in [(n, files) for n in names] + [(d, directories) for d in dirs]:
+        if name.lower().endswith(VIDEO_EXTENSIONS):
+          out.append(os.path.relpath(os.path.join(root, name), video_dir))
+    return sorted(files), sorted(directories)
 
   def _generate_examples(self, videos: list[tuple[str, str]]):
     c = self.builder_config

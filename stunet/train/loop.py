@@ -32,7 +32,6 @@ import numpy as np
 from stunet.convert import imported_checkpoint
 from stunet.data import global_batch
 from stunet.data import pipeline
-from stunet.data import source as source_lib
 from stunet.nn.config import UNetConfig
 from stunet.parallel import mesh as mesh_lib
 from stunet.train import build as build_lib
@@ -40,6 +39,7 @@ from stunet.train import checkpoint as checkpoint_lib
 from stunet.train import compat
 from stunet.train import metrics as metrics_lib
 from stunet.train import preemption as preemption_lib
+from stunet.train import preflight
 from stunet.train import samples as samples_lib
 from stunet.train import stages as stages_lib
 from stunet.train import state as state_lib
@@ -62,11 +62,12 @@ def ensure_data(data_config: ml_collections.ConfigDict) -> None:
   """Builds the embedded `shapes_video` dataset if it is missing (one-command quick start)."""
   if data_config.files or data_config.dataset != "shapes_video":
     return
-  try:
-    source_lib.dataset_dir(data_config.data_dir, data_config.dataset, data_config.builder_config)
-    missing = False
-  except FileNotFoundError:
-    missing = True
+  from stunet.data import shapes_video  # pylint: disable=g-import-not-at-top
+  # The current version must be there: an older build (other object sizes, other motions) is
+  # not what this code trains on, so it is built beside the old one, which is left alone.
+  current = os.path.join(data_config.data_dir, data_config.dataset, data_config.builder_config,
+                         str(shapes_video.ShapesVideo.VERSION), "dataset_info.json")
+  missing = not os.path.exists(current)
   if jax.process_count() > 1:
     # Process 0 decides for all: another process may look while process 0 is writing the
     # dataset, and must then still wait for it at the barrier below.
@@ -74,7 +75,6 @@ def ensure_data(data_config: ml_collections.ConfigDict) -> None:
     missing = bool(multihost_utils.broadcast_one_to_all(np.int32(missing)))
   if not missing:
     return
-  from stunet.data import shapes_video  # only needed to build
   if jax.process_index() == 0:
     logging.info("building shapes_video/%s into %s", data_config.builder_config,
                  data_config.data_dir)
@@ -358,6 +358,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   """Runs `config.stages` in order; stops after a preempted stage."""
   stages = stages_lib.parse_stages(config.stages)
   mesh = mesh_lib.make_mesh(config.mesh) if mesh is None else mesh
+  # Every stage's config is checked before the first one trains: a value only a later stage
+  # rejects must not cost the earlier stages' training.
+  preflight.check_run(config, mesh)
   results = []
   # One watcher for the whole run: a SIGTERM while a stage is compiling or between stages
   # is honoured at the next step boundary instead of killing the process.

@@ -164,3 +164,74 @@ def test_missing_pyav_names_the_extra(monkeypatch, tmp_path):
   monkeypatch.setitem(sys.modules, "av", None)
   with pytest.raises(ImportError, match=r'pip install "stunet\[video\]"'):
     video_decode.decode_at_fps(str(path), 8, 16)
+
+
+@pytest.mark.parametrize("make,reason,detail", [
+    (lambda p: os.symlink(p.name, p), "unreadable", "Too many levels of symbolic links"),
+    (lambda p: p.mkdir(), "unreadable", "is a directory"),
+    (lambda p: None, "missing", "vanished before it was read"),
+])
+def test_decode_turns_file_system_errors_into_reasons(tmp_path, make, reason, detail):
+  path = tmp_path / "x.mp4"
+  make(path)
+  with pytest.raises(video_decode.VideoDecodeError, match=detail) as e:
+    video_decode.decode_at_fps(str(path), 8, 16)
+  assert e.value.reason == reason
+
+
+def _deny(monkeypatch, module, names):
+  """`open` in `module` raises EACCES for these file names (root ignores chmod, so a real
+  unreadable file cannot be made in every environment)."""
+  import builtins  # pylint: disable=import-outside-toplevel
+  import errno  # pylint: disable=import-outside-toplevel
+
+  def fake_open(path, *args, **kwargs):
+    if os.path.basename(str(path)) in names:
+      raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+    return builtins.open(path, *args, **kwargs)
+  monkeypatch.setattr(module, "open", fake_open, raising=False)
+
+
+def test_hostile_folder_entries_are_skipped_and_counted(tmp_path, monkeypatch):
+  """Loops, permission denied, a vanished file, directories named *.mp4, an unlistable
+  subdirectory: each is a counted skip; the one good video still becomes clips."""
+  root = tmp_path / "videos"
+  (root / "sub").mkdir(parents=True)
+  (root / "locked_dir").mkdir()
+  _encode(root / "good.mp4", "mpeg4", 8, 32, 32, 8)
+  os.symlink("loop.mp4", root / "loop.mp4")  # a link to itself: ELOOP
+  os.symlink("pong.mp4", root / "ping.mp4")
+  os.symlink("ping.mp4", root / "pong.mp4")
+  (root / "folder.mp4").mkdir()
+  (root / "sub" / "nested.mov").mkdir()
+  for name in ("locked.mp4", "vanishing.mp4"):
+    (root / name).write_bytes((root / "good.mp4").read_bytes())
+  captions = tmp_path / "captions.csv"
+  names = ["good", "loop", "ping", "pong", "folder.mp4", "sub/nested.mov", "locked", "vanishing"]
+  captions.write_text("file,caption\n" + "".join(f"{n},clip {n}\n" for n in names),
+                      encoding="utf-8")
+  _deny(monkeypatch, video_decode, {"locked.mp4"})
+  real_scandir = os.scandir
+
+  def scandir(path="."):
+    if os.path.basename(str(path)) == "locked_dir":
+      raise PermissionError(13, "Permission denied", str(path))
+    return real_scandir(path)
+  monkeypatch.setattr(os, "scandir", scandir)
+
+  config = video_folder.VideoFolderConfig(
+      name="hostile", video_dir=str(root), captions_csv=str(captions), resolution=16,
+      frames=4, fps=8, clip_stride=4)
+  builder = video_folder.VideoFolder(config=config, data_dir=str(tmp_path / "data"))
+  splits = builder._split_generators(None)  # pylint: disable=protected-access
+  (root / "vanishing.mp4").unlink()  # after the scan listed it, before it is read
+  keys = [key for key, _ in splits["train"]]
+  assert keys == ["good.mp4:0", "good.mp4:4"]
+  report = builder.build_report.as_dict()
+  assert report["videos"] == 1 and report["clips"] == 2
+  assert report["skipped"] == {"empty": 0, "corrupt": 0, "unreadable": 7, "too_short": 0,
+                               "no_caption": 0, "missing": 1}
+  assert report["skipped_examples"]["missing"] == ["vanishing.mp4"]
+  # The scan's skips first, then the reads' in file order; the report lists the first five.
+  assert report["skipped_examples"]["unreadable"] == [
+      "locked_dir", "folder.mp4", "sub/nested.mov", "locked.mp4", "loop.mp4"]

@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 
 import jax
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "launch"))  # as when local.py runs as a script
 _spec = importlib.util.spec_from_file_location("launch_local",
                                                os.path.join(ROOT, "launch", "local.py"))
 local = importlib.util.module_from_spec(_spec)

@@ -11,12 +11,22 @@ from stunet.text import config as config_lib
 from stunet.text import factory
 from stunet.text import frozen_encoder
 from stunet.text import interface
+from tests.text.float_tolerance import encoder_reduction_length
+from tests.text.float_tolerance import float32_atol
 
 
 def _config(**overrides):
   config = config_lib.text_config()
   config.update(dict(max_length=12, width=16, depth=2, heads=2), **overrides)
   return config
+
+
+def _atol(reference):
+  """float32 tolerance of `_config()`'s encoder outputs (tests/text/float_tolerance.py)."""
+  c = _config()
+  return float32_atol(reference, encoder_reduction_length(
+      layers=c.depth, width=c.width, heads=c.heads, head_dim=c.width // c.heads,
+      mlp=c.mlp_ratio * c.width, length=c.max_length))
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +51,8 @@ def test_padded_tokens_do_not_change_real_outputs(encoder):
   tokenizer, _, variables, apply = encoder
   ids, mask = tokenizer(["a red fox"])
   garbage = np.where(mask, ids, np.random.default_rng(0).integers(2, 258, ids.shape))
-  np.testing.assert_allclose(apply(variables, ids, mask), apply(variables, garbage, mask),
-                             atol=1e-6)
+  ref = apply(variables, ids, mask)
+  np.testing.assert_allclose(ref, apply(variables, garbage, mask), atol=_atol(ref), rtol=0)
   # ...while changing a real token does change them.
   changed = ids.copy()
   changed[0, 0] += 1
@@ -98,7 +108,8 @@ def test_frozen_encoder_matches_the_module(encoder, frozen):
   emb, mask = frozen.encode(texts)
   ids, ref_mask = tokenizer(texts)
   np.testing.assert_array_equal(mask, ref_mask)
-  np.testing.assert_allclose(emb, apply(variables, ids, ref_mask), atol=1e-5)
+  ref = apply(variables, ids, ref_mask)
+  np.testing.assert_allclose(emb, ref, atol=_atol(ref), rtol=0)
   assert emb.dtype == np.float32
 
 
