@@ -12,8 +12,11 @@ parameter for parameter. Two block families are supported:
   UNetMidBlock2DSimpleCrossAttn, SimpleCrossAttnUpBlock2D / ResnetUpsampleBlock2D, the
   ``encoder_hid_proj`` text projection and ``addition_embed_type="text"`` pooling.
 
-Nothing is downloaded and torch is not needed. Unsupported config options and unknown block
-types raise ``ValueError`` naming them; every tensor of the file is mapped (a missing one
+Nothing is downloaded and torch is not needed. Every ``UNet2DConditionModel`` option is
+handled, checked to be at its default, or refused: unsupported options and unknown block
+types raise ``ValueError`` naming them. Options that diffusers passes to one block family only
+(``resnet_skip_time_act``, ``use_linear_projection``, ...) are ignored for the other family,
+as diffusers ignores them; every tensor of the file is mapped (a missing one
 raises ``MissingTensorError``, a leftover one ``UnexpectedTensorError``).
 
 The mapping is driven by our own parameter tree (``jax.eval_shape`` of ``T2IUNet.init``):
@@ -61,6 +64,7 @@ _IRRELEVANT_KEYS = frozenset({
 })
 
 # Keys whose value must equal the given default for the model to be representable.
+# (`num_attention_heads`: diffusers' UNet2DConditionModel itself refuses any other value.)
 _MUST_EQUAL = {
     "center_input_sample": False,
     "class_embed_type": None,
@@ -74,12 +78,19 @@ _MUST_EQUAL = {
     "conv_in_kernel": 3,
     "conv_out_kernel": 3,
     "mid_block_scale_factor": 1,
-    "resnet_out_scale_factor": 1.0,
-    "dual_cross_attention": False,
     "attention_type": "default",
     "num_attention_heads": None,
     "reverse_transformer_layers_per_block": None,
 }
+
+# Keys that diffusers passes only to one block family: the other family's blocks never see
+# them, so there any value builds the same network (e.g. `resnet_skip_time_act` reaches
+# ResnetDownsampleBlock2D / SimpleCrossAttn*Block2D / UNetMidBlock2DSimpleCrossAttn /
+# ResnetUpsampleBlock2D only; `use_linear_projection` reaches Transformer2DModel only).
+_IF_ONLY_KEYS = frozenset({"resnet_skip_time_act", "resnet_out_scale_factor",
+                           "cross_attention_norm", "mid_block_only_cross_attention"})
+_SD_ONLY_KEYS = frozenset({"use_linear_projection", "transformer_layers_per_block",
+                           "downsample_padding", "dual_cross_attention"})
 
 # Keys read below.
 _READ_KEYS = frozenset({
@@ -90,8 +101,13 @@ _READ_KEYS = frozenset({
     "encoder_hid_dim_type", "attention_head_dim", "use_linear_projection",
     "addition_embed_type", "resnet_time_scale_shift", "resnet_skip_time_act",
     "time_embedding_dim", "time_embedding_act_fn", "mid_block_only_cross_attention",
-    "cross_attention_norm", "addition_embed_type_num_heads",
+    "cross_attention_norm", "addition_embed_type_num_heads", "resnet_out_scale_factor",
+    "dual_cross_attention",
 })
+
+# Every UNet2DConditionModel.__init__ argument is in exactly one of these (tested against the
+# installed diffusers, so a new diffusers option is refused until it is looked at).
+HANDLED_KEYS = _IRRELEVANT_KEYS | set(_MUST_EQUAL) | _READ_KEYS
 
 # diffusers UNet2DConditionModel defaults for keys an older config.json may omit.
 _DEFAULTS = {
@@ -106,7 +122,8 @@ _DEFAULTS = {
     "addition_embed_type": None, "resnet_time_scale_shift": "default",
     "resnet_skip_time_act": False, "time_embedding_dim": None, "time_embedding_act_fn": None,
     "mid_block_only_cross_attention": None, "cross_attention_norm": None,
-    "addition_embed_type_num_heads": 64,
+    "addition_embed_type_num_heads": 64, "resnet_out_scale_factor": 1.0,
+    "dual_cross_attention": False,
 }
 
 
@@ -125,6 +142,29 @@ def _uniform(value, levels: int, key: str, why: str):
   return values[0]
 
 
+def _sd_heads(value, channels: int, level: int, used: bool) -> int:
+  """Head count of an SD-style level (attention_head_dim[level] means heads there)."""
+  if not used:
+    return int(value) if isinstance(value, int) and value >= 1 else 1
+  if not isinstance(value, int) or value < 1 or channels % value:
+    raise ValueError(f"config.json: attention_head_dim[{level}]={value!r} (the head count of an "
+                     f"SD-style block) does not divide block_out_channels[{level}]={channels}.")
+  return value
+
+
+def _if_heads(value, channels: int, level: int, index: int, used: bool) -> int:
+  """channels // head width of an IF-style attention at `level` reading attention_head_dim[index]."""
+  dim = channels if value is None else value
+  if not isinstance(dim, int) or dim < 1:
+    raise ValueError(f"config.json: attention_head_dim[{index}]={value!r} is not a positive "
+                     "head width.")
+  if used and channels % dim:
+    raise ValueError(f"config.json: attention_head_dim[{index}]={dim} does not divide "
+                     f"block_out_channels[{level}]={channels} (the IF-style block at that "
+                     "level has channels // head width heads of that width).")
+  return max(1, channels // dim)
+
+
 def model_config_from_diffusers(hf: dict[str, Any]) -> dict[str, Any]:
   """Our ``model`` config values for a diffusers ``UNet2DConditionModel`` config.json.
 
@@ -139,12 +179,9 @@ def model_config_from_diffusers(hf: dict[str, Any]) -> dict[str, Any]:
   if class_name != "UNet2DConditionModel":
     raise ValueError(f"config.json: _class_name={class_name!r} is not supported; expected "
                      "'UNet2DConditionModel'.")
-  unknown = sorted(set(hf) - _IRRELEVANT_KEYS - set(_MUST_EQUAL) - _READ_KEYS)
+  unknown = sorted(set(hf) - HANDLED_KEYS)
   if unknown:
     raise ValueError(f"config.json: unknown or unsupported option(s) {unknown}.")
-  for key, required in _MUST_EQUAL.items():
-    if key in hf and hf[key] != required:
-      raise ValueError(f"config.json: {key}={hf[key]!r} is not supported (only {required!r}).")
   c = {**_DEFAULTS, **{k: v for k, v in hf.items() if k in _READ_KEYS}}
 
   down_types, up_types = list(c["down_block_types"]), list(c["up_block_types"])
@@ -158,6 +195,16 @@ def model_config_from_diffusers(hf: dict[str, Any]) -> dict[str, Any]:
   else:
     family, down_map, up_map, mid_type = "sd", _SD_DOWN, _SD_UP, _SD_MID
   family_name = "DeepFloyd-IF-style" if family == "if" else "SD-style"
+  # What the other family's blocks would read is never built: back to the default.
+  for key in _SD_ONLY_KEYS if family == "if" else _IF_ONLY_KEYS:
+    c[key] = _DEFAULTS[key]
+  for key, required in _MUST_EQUAL.items():
+    if key in hf and hf[key] != required:
+      raise ValueError(f"config.json: {key}={hf[key]!r} is not supported (only {required!r}).")
+  for key in ("resnet_out_scale_factor", "dual_cross_attention"):
+    if c[key] != _DEFAULTS[key]:
+      raise ValueError(f"config.json: {key}={c[key]!r} is not supported for a {family_name} "
+                       f"U-Net (only {_DEFAULTS[key]!r}).")
   for where, types, known in (("down_block_types", down_types, down_map),
                               ("up_block_types", up_types, up_map)):
     bad = [t for t in types if t not in known]
@@ -203,6 +250,10 @@ def model_config_from_diffusers(hf: dict[str, Any]) -> dict[str, Any]:
                        "our U-Net gives every block the same text width")
   depth = _uniform(c["transformer_layers_per_block"], levels, "transformer_layers_per_block",
                    "model.transformer_depth is one number")
+  if not isinstance(depth, int) or depth < 1:
+    raise ValueError(f"config.json: transformer_layers_per_block="
+                     f"{c['transformer_layers_per_block']!r} is not supported (one positive "
+                     "number of transformer layers for every block).")
   hid_type, hid_dim = c["encoder_hid_dim_type"], c["encoder_hid_dim"]
   if hid_type is None and hid_dim is not None:
     hid_type = "text_proj"  # diffusers' default when only encoder_hid_dim is given
@@ -219,25 +270,30 @@ def model_config_from_diffusers(hf: dict[str, Any]) -> dict[str, Any]:
                      "is not supported; supported: 'default', 'scale_shift'.")
 
   head_values = _per_level(c["attention_head_dim"], levels, "attention_head_dim")
+  # Which attention reads which entry (UNet2DConditionModel.__init__): down block i and the
+  # mid block (entry -1) read entry i; up block i (level levels-1-i) reads the reversed head
+  # counts for SD-style blocks but attention_head_dim[i] *un-reversed* for IF-style ones.
   if family == "sd":
-    # diffusers' historical naming: for these blocks `attention_head_dim` is the head count.
-    num_heads = [int(h) if h is not None else 1 for h in head_values]
+    # diffusers' historical naming: for these blocks `attention_head_dim` is the head count,
+    # and the up blocks take it reversed: one count per level serves encoder and decoder.
+    num_heads = [_sd_heads(head_values[level], channels_per_level[level], level,
+                           attention_levels[level] or level == levels - 1)
+                 for level in range(levels)]
+    up_heads = list(num_heads)
     if c["downsample_padding"] != 1:
       raise ValueError(f"config.json: downsample_padding={c['downsample_padding']} is not "
                        "supported (our strided conv pads 1 on each side).")
-    if c["cross_attention_norm"] is not None:
-      raise ValueError(f"config.json: cross_attention_norm={c['cross_attention_norm']!r} is not "
-                       "used by SD-style blocks; expected None.")
   else:
     # Simple cross-attention blocks use it as the per-head width: heads = channels // dim.
-    num_heads = []
-    for level, dim in enumerate(head_values):
-      ch = channels_per_level[level]
-      dim = ch if dim is None else int(dim)
-      if ch % dim and (attention_levels[level] or level == levels - 1):
-        raise ValueError(f"config.json: attention_head_dim={dim} does not divide "
-                         f"block_out_channels[{level}]={ch}.")
-      num_heads.append(max(1, ch // dim))
+    if head_values[-1] is None:
+      raise ValueError("config.json: attention_head_dim[-1]=None is not supported (the mid "
+                       "block needs a head width).")
+    num_heads = [_if_heads(head_values[level], channels_per_level[level], level, level,
+                           attention_levels[level] or level == levels - 1)
+                 for level in range(levels)]
+    up_heads = [_if_heads(head_values[levels - 1 - level], channels_per_level[level], level,
+                          levels - 1 - level, True) if attention_levels[level]
+                else num_heads[level] for level in range(levels)]
     if c["cross_attention_norm"] not in (None, "group_norm"):
       raise ValueError(f"config.json: cross_attention_norm={c['cross_attention_norm']!r} is not "
                        "supported; supported: None, 'group_norm'.")
@@ -250,7 +306,8 @@ def model_config_from_diffusers(hf: dict[str, Any]) -> dict[str, Any]:
                                                        "layers_per_block")),
       attention_levels=tuple(attention_levels), mid_attention=True, cross_attention=True,
       transformer_depth=int(depth), num_heads=tuple(num_heads), head_dim=0,
-      mid_num_heads=num_heads[-1], dropout=0.0, norm_groups=int(c["norm_num_groups"]),
+      mid_num_heads=num_heads[-1], up_num_heads=() if up_heads == num_heads else tuple(up_heads),
+      dropout=0.0, norm_groups=int(c["norm_num_groups"]),
       norm_eps=float(c["norm_eps"]), attention_norm_eps=1e-6,  # Transformer2DModel's GroupNorm
       resnet_time_scale_shift=c["resnet_time_scale_shift"],
       transformer_projection="linear" if c["use_linear_projection"] else "conv",

@@ -56,6 +56,10 @@ _ARCHITECTURE_KEYS = frozenset({
     "is_gated_act", "is_decoder",
 })
 
+# Every key of a T5 / mT5 config.json that is looked at; any other key is refused by name
+# (tested against the installed transformers' T5Config, so a new option is refused until read).
+HANDLED_CONFIG_KEYS = _IRRELEVANT_CONFIG_KEYS | _ARCHITECTURE_KEYS
+
 # HF's T5Config defaults for optional keys (older configs omit some of them).
 _DEFAULTS = {"relative_attention_num_buckets": 32, "relative_attention_max_distance": 128,
              "layer_norm_epsilon": 1e-6, "dropout_rate": 0.1, "feed_forward_proj": "relu"}
@@ -112,6 +116,16 @@ def t5_config_from_hf(hf_config: dict[str, Any],
   if activation not in ACTIVATIONS:
     raise ValueError(f"config.json: feed_forward_proj={values['feed_forward_proj']!r} uses "
                      f"activation {activation!r}; supported: {sorted(ACTIVATIONS)}.")
+  buckets = values["relative_attention_num_buckets"]
+  max_distance = values["relative_attention_max_distance"]
+  max_exact = (int(buckets) // 2) // 2 if isinstance(buckets, int) else 0
+  if isinstance(buckets, int) and buckets > 0 and not 0 < max_exact < max_distance:
+    # The logarithmic buckets divide by log(max_distance / max_exact): HF's own encoder then
+    # indexes out of its bias table, so there is no behaviour to reproduce.
+    raise ValueError(f"config.json: relative_attention_num_buckets={buckets} with "
+                     f"relative_attention_max_distance={max_distance} is not supported; it needs "
+                     f"at least 4 buckets and a maximum distance above num_buckets // 4 "
+                     f"({max_exact}).")
   return T5Config(
       vocab_size=int(values["vocab_size"]), d_model=int(values["d_model"]),
       d_kv=int(values["d_kv"]), d_ff=int(values["d_ff"]), num_layers=int(values["num_layers"]),

@@ -280,7 +280,6 @@ def test_config_that_does_not_describe_the_file_names_the_tensor(models, tmp_pat
     ("act_fn", "mish"),
     ("encoder_hid_dim_type", "image_proj"),
     ("transformer_layers_per_block", [1, 2]),
-    ("resnet_out_scale_factor", 2.0),
     ("a_new_option", 1),
 ])
 def test_unsupported_options_are_named(models, key, value):
