@@ -11,7 +11,8 @@ The argument names the base experiment config in `experiments/configs/` (default
   no_temporal_downsampling  every factor 1: all layers see every frame
   x2_coarsest_two         x2 at the two coarsest down-samplers only (only when n > 2)
   x2_every_level          x2 at every down-sampler
-  x4_bottleneck           x4 at the coarsest down-sampler only
+  x4_bottleneck           x4 at the coarsest down-sampler only (its resampler kernels are
+                          7 = 2*4 - 1, so every frame is read: `temporal_resample_kernel_for`)
   no_temporal_attention   the base factors, without temporal attention layers
   keyframes_tsr           the cascade Lumiere argues against (SPEC §1): a keyframe model on
                           every k-th frame (k = stage.tsr.keyframe_interval, 2 here; the base

@@ -11,6 +11,9 @@ The paper gives no parameter counts, widths or compute. Assumptions, each a choi
   convs (kernel 3) after every spatial unit.
 - Text: a frozen T5-XXL encoder (4096-dim, 128 tokens), as in Imagen; its weights are not part
   of the U-Net's count (`text.kind='t5'` needs `text.t5_dir` to train).
+- `model.temporal_text='none'`: the temporal layers see features only, as in the paper. Its
+  frozen T2I was trained on web images and carries motion semantics ("a dog running"); text in
+  the temporal layers (our extension, SPEC §2) is for T2I models that carry none.
 - bfloat16 compute, float32 parameters, rematerialised blocks.
 Check it fits before launching: `python -m experiments.aot_check --config=experiments/configs/paper.py`.
 
@@ -27,7 +30,7 @@ def get_config(arg=None):
       channels=256, channel_mult=(1, 2, 3, 4, 4), num_res_blocks=(3, 3, 3, 3, 3),
       attention_levels=(False, False, True, True, True), head_dim=64, norm_groups=32,
       temporal_factors=(2, 2, 2, 2), temporal_attention_heads=16, temporal_attention_depth=4,
-      temporal_attention_levels=(-1,), dtype="bfloat16", remat=True))
+      temporal_attention_levels=(-1,), temporal_text="none", dtype="bfloat16", remat=True))
   c.text.update(dict(kind="t5", max_length=128, width=4096))
   c.optim.update(dict(num_steps=500_000, warmup_steps=10_000, learning_rate=1e-4))
   # SSR stage: 128 -> 1024 px (the paper's output) on windows of 16 frames (T' must divide by

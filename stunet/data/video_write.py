@@ -23,6 +23,23 @@ def import_av():
   return av
 
 
+_GIF_FALLBACK_REASONS: set[str] = set()
+
+
+def warn_gif_fallback(reason: Exception | str) -> None:
+  """Warns that mp4 cannot be written (``reason``) and GIFs are, once per process and reason.
+
+  A run writes clip after clip; without the ``video`` extra each one would repeat the same
+  warning (34 lines from one main job).
+  """
+  reason = str(reason)
+  if reason in _GIF_FALLBACK_REASONS:
+    return
+  _GIF_FALLBACK_REASONS.add(reason)
+  warnings.warn(f"{reason}; writing GIFs instead of mp4 (this warning is shown once)",
+                stacklevel=2)
+
+
 def to_uint8(video) -> np.ndarray:
   """Floats in ``[-1, 1]`` (any shape) -> uint8 ``[0, 255]``, clipped and rounded."""
   video = np.asarray(video, np.float32)

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import urllib.parse
-import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -81,7 +80,7 @@ def write_sample(out_dir: str, name: str, video, *, prompt: str, seed: int,
     video_write.write_mp4(os.path.join(out_dir, f"{name}.mp4"), video, fps)
     files["mp4"] = f"{name}.mp4"
   except ImportError as e:
-    warnings.warn(f"{e}; {name} is written as GIF only")
+    video_write.warn_gif_fallback(e)
   video_write.write_png(os.path.join(out_dir, files["xt_slice"]),
                         xt_slice_lib.xt_slice(video, xt_rows))
   contact_sheet_lib.write_contact_sheet(os.path.join(out_dir, files["contact_sheet"]), video,

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+TEMPORAL_TEXT_OPTIONS = ("none", "film", "cross_attention", "film+cross_attention")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +35,9 @@ class UNetConfig:
   num_heads: tuple[int, ...] = (4, 4, 4)  # per level; ignored when head_dim > 0
   head_dim: int = 0  # > 0: heads = channels // head_dim at every level (and the mid block)
   mid_num_heads: int = 4
+  # Per-level heads of the decoder's spatial attention; () = the same as num_heads. Imported
+  # IF-style U-Nets need it: diffusers gives up block i attention_head_dim[i] un-reversed.
+  up_num_heads: tuple[int, ...] = ()
   dropout: float = 0.0
   norm_groups: int = 32
   norm_eps: float = 1e-5
@@ -67,12 +71,21 @@ class UNetConfig:
   temporal_factors: tuple[int, ...] = (2, 2)  # one per spatial downsampler; 1 = no time resampling
   temporal_conv: bool = True
   temporal_kernel: int = 3
+  # Kernel of the temporal down/up-samplers; a level with factor f uses
+  # max(temporal_resample_kernel, 2f - 1) (`temporal_resample_kernel_for`), the smallest kernel
+  # whose stride-f windows read every frame (SPEC §2). Factor-2 levels keep 3.
   temporal_resample_kernel: int = 3
   temporal_attention_levels: tuple[int, ...] = (-1,)  # level indices; -1 = coarsest
   temporal_attention_mid: bool = True
   temporal_attention_depth: int = 1
   temporal_attention_heads: int = 4
   temporal_position_encoding: str = "sinusoidal"  # or "none"
+  # Text and noise level in the temporal layers (SPEC §2, beyond the paper): "none" (the
+  # paper: temporal layers see features only), "film" (zero-init scale/shift of every temporal
+  # conv block from the noise embedding + masked-mean caption), "cross_attention" (zero-init
+  # cross-attention to the caption in every temporal attention block), or
+  # "film+cross_attention". Every option is the identity at init, so inflation stays exact.
+  temporal_text: str = "none"
   # How the 1-D temporal convolutions run (same parameters, same result to float rounding):
   # "conv" = one (k, 1, 1) 3-D convolution; "matmul" = k channel matmuls of frame-shifted
   # inputs (faster on XLA:CPU at small widths, ~20% more activation memory).
@@ -82,6 +95,10 @@ class UNetConfig:
   # operands and XLA:CPU falls back to a slow loop (`stunet.nn.layers.Conv2D`), otherwise a
   # convolution; "conv" = always a convolution.
   spatial_conv_impl: str = "auto"
+  # The attention kernel (`stunet.nn.attention`): "auto" = cuDNN flash attention on GPUs for
+  # bf16/fp16 and supported head dims, XLA elsewhere; "xla"; "cudnn" (an error where it does
+  # not apply). Same parameters and the same function up to float rounding.
+  attention_impl: str = "auto"
 
   # ---- derived values ------------------------------------------------------------------
   @property
@@ -97,6 +114,13 @@ class UNetConfig:
     if self.head_dim:
       return c // self.head_dim, self.head_dim
     return self.num_heads[level], c // self.num_heads[level]
+
+  def up_level_heads(self, level: int) -> tuple[int, int]:
+    """(num_heads, head_dim) of the decoder's spatial attention at `level`."""
+    if self.head_dim or not self.up_num_heads:
+      return self.level_heads(level)
+    c = self.level_channels(level)
+    return self.up_num_heads[level], c // self.up_num_heads[level]
 
   def mid_heads(self) -> tuple[int, int]:
     c = self.level_channels(self.num_levels - 1)
@@ -114,6 +138,19 @@ class UNetConfig:
     for f in self.temporal_factors:
       total *= f
     return total
+
+  def temporal_resample_kernel_for(self, factor: int) -> int:
+    """Kernel of a temporal resampler with this factor: stride f reads every frame only with
+    k >= 2f - 1 (f=4, k=3 would skip frames 4j+2), so at least that."""
+    return max(self.temporal_resample_kernel, 2 * factor - 1)
+
+  @property
+  def temporal_film(self) -> bool:
+    return self.temporal_text in ("film", "film+cross_attention")
+
+  @property
+  def temporal_cross_attention(self) -> bool:
+    return self.temporal_text in ("cross_attention", "film+cross_attention")
 
   def has_temporal_attention(self, level: int) -> bool:
     levels = {l % self.num_levels for l in self.temporal_attention_levels}
@@ -140,6 +177,8 @@ class UNetConfig:
         values[name] = (values[name],) * levels
       elif name not in values:
         values[name] = (getattr(cls, name)[0],) * levels
+    if isinstance(values.get("up_num_heads"), int):
+      values["up_num_heads"] = (values["up_num_heads"],) * levels
     if "attention_levels" in values and isinstance(values["attention_levels"], bool):
       values["attention_levels"] = (values["attention_levels"],) * levels
     for name, f in fields.items():
@@ -160,6 +199,10 @@ class UNetConfig:
     for name in per_level:
       if len(getattr(self, name)) != L:
         fail(name, f"needs one entry per level ({L} levels from model.channel_mult)")
+    if self.up_num_heads and not self.head_dim and len(self.up_num_heads) != L:
+      fail("up_num_heads", f"needs one entry per level ({L} levels), or () for model.num_heads")
+    if any((not isinstance(n, int)) or n < 1 for n in self.up_num_heads):
+      fail("up_num_heads", "head counts must be positive integers")
     if any(n < 1 for n in self.num_res_blocks):
       fail("num_res_blocks", "each level needs at least one residual block")
     if len(self.temporal_factors) != L - 1:
@@ -196,6 +239,19 @@ class UNetConfig:
       fail("temporal_conv_impl", "must be 'matmul' or 'conv'")
     if self.spatial_conv_impl not in ("auto", "conv"):
       fail("spatial_conv_impl", "must be 'auto' or 'conv'")
+    if self.attention_impl not in ("auto", "xla", "cudnn"):
+      fail("attention_impl", "must be 'auto', 'xla' or 'cudnn'")
+    if self.temporal_text not in TEMPORAL_TEXT_OPTIONS:
+      fail("temporal_text", f"must be one of {TEMPORAL_TEXT_OPTIONS}")
+    if self.temporal_film and not self.temporal_conv:
+      fail("temporal_text", "'film' modulates the temporal conv blocks; it needs "
+           "model.temporal_conv=True")
+    if self.temporal_cross_attention and not (
+        (self.temporal_attention_levels or self.temporal_attention_mid)
+        and self.temporal_attention_depth >= 1):
+      fail("temporal_text", "'cross_attention' lives in the temporal attention blocks; it needs "
+           "model.temporal_attention_levels or model.temporal_attention_mid, and "
+           "model.temporal_attention_depth >= 1")
     if self.temporal_position_encoding not in ("sinusoidal", "none"):
       fail("temporal_position_encoding", "must be 'sinusoidal' or 'none'")
     if self.dtype not in _DTYPES:
@@ -212,6 +268,9 @@ class UNetConfig:
         if heads * dim != c:
           fail("num_heads" if not self.head_dim else "head_dim",
                f"level {level} has {c} channels, not divisible into heads")
+        heads, dim = self.up_level_heads(level)
+        if heads * dim != c:
+          fail("up_num_heads", f"level {level} has {c} channels, not divisible into heads")
     c_mid = self.level_channels(L - 1)
     if self.temporal_attention_heads < 1 or c_mid % self.temporal_attention_heads:
       fail("temporal_attention_heads", f"must divide the coarsest level's {c_mid} channels")

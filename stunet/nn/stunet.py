@@ -64,25 +64,32 @@ def _maybe_remat(module_cls, config: UNetConfig):
 
 
 class TemporalMixing(nn.Module):
-  """The temporal layers after one spatial unit: a conv block, then optional attention."""
+  """The temporal layers after one spatial unit: a conv block, then optional attention.
+
+  They see the noise embedding and the caption only with `model.temporal_text` (SPEC §2,
+  beyond the paper); with "none" they see the features alone, as in the paper.
+  """
 
   config: UNetConfig
   with_attention: bool
   deterministic: bool = True
 
   @nn.compact
-  def __call__(self, x):  # b t h w c
+  def __call__(self, x, emb, text, text_mask):  # x: b t h w c, emb: b d, text: b L d'
     cfg = self.config
     kw = dict(dtype=cfg.compute_dtype)
     if cfg.temporal_conv:
+      film_inputs = (emb, text, text_mask) if cfg.temporal_film else ()
       x = _maybe_remat(temporal_layers.TemporalConvBlock, cfg)(
           cfg.temporal_kernel, cfg.norm_groups, cfg.norm_eps, cfg.dropout, self.deterministic,
-          cfg.temporal_conv_impl, name="conv_block", **kw)(x)
+          cfg.temporal_conv_impl, cfg.temporal_film, name="conv_block", **kw)(x, *film_inputs)
     if self.with_attention:
+      text_inputs = (text, text_mask) if cfg.temporal_cross_attention else ()
       for i in range(cfg.temporal_attention_depth):
         x = _maybe_remat(temporal_layers.TemporalAttentionBlock, cfg)(
             cfg.temporal_attention_heads, cfg.temporal_position_encoding, cfg.ff_mult,
-            cfg.dropout, self.deterministic, name=f"attention_{i}", **kw)(x)
+            cfg.dropout, self.deterministic, cfg.temporal_cross_attention, cfg.attention_impl,
+            name=f"attention_{i}", **kw)(x, *text_inputs)
     return x
 
 
@@ -110,11 +117,13 @@ class _SpatialUnit(nn.Module):
     if cfg.spatial_attention == "added_kv":
       return _maybe_remat(if_blocks.AddedKVAttention, cfg)(
           heads[0], heads[1], cfg.norm_groups, cfg.cross_attention_norm,
-          cfg.cross_attention_norm_groups, dtype=cfg.compute_dtype, name=name)
+          cfg.cross_attention_norm_groups, cfg.attention_impl, dtype=cfg.compute_dtype,
+          name=name)
     return _maybe_remat(blocks.SpatialTransformer, cfg)(
         heads[0], heads[1], cfg.transformer_depth, cfg.cross_attention,
         cfg.transformer_projection, cfg.ff_mult, cfg.norm_groups, cfg.attention_norm_eps,
-        cfg.dropout, self.deterministic, dtype=cfg.compute_dtype, name=name)
+        cfg.dropout, self.deterministic, cfg.attention_impl, dtype=cfg.compute_dtype,
+        name=name)
 
   def temporal_mixing(self, with_attention: bool, name: str):
     return TemporalMixing(self.config, with_attention, self.deterministic, name=name)
@@ -137,7 +146,7 @@ class DownLevel(_SpatialUnit):
       if cfg.attention_levels[level]:
         x = self.transformer(cfg.level_heads(level), f"attn_{j}")(x, text, text_mask)
       if self.temporal and _needs_temporal_mixing(cfg, with_tattn):
-        x = self.temporal_mixing(with_tattn, f"temporal_{j}")(x)
+        x = self.temporal_mixing(with_tattn, f"temporal_{j}")(x, emb, text, text_mask)
       x = _constrain(x)
       skips.append(x)
     if level < cfg.num_levels - 1:
@@ -148,7 +157,7 @@ class DownLevel(_SpatialUnit):
                               name="downsample")(x)
       factor = cfg.temporal_factors[level]
       if self.temporal and factor > 1:
-        x = temporal_layers.TemporalDownsample(factor, cfg.temporal_resample_kernel,
+        x = temporal_layers.TemporalDownsample(factor, cfg.temporal_resample_kernel_for(factor),
                                                cfg.temporal_conv_impl, dtype=cfg.compute_dtype,
                                                name="temporal_down")(x)
       x = _constrain(x)
@@ -169,10 +178,10 @@ class MidBlock(_SpatialUnit):
     if cfg.mid_attention:
       x = self.transformer(cfg.mid_heads(), "attn_0")(x, text, text_mask)
     if self.temporal and _needs_temporal_mixing(cfg, cfg.temporal_attention_mid):
-      x = self.temporal_mixing(cfg.temporal_attention_mid, "temporal_0")(x)
+      x = self.temporal_mixing(cfg.temporal_attention_mid, "temporal_0")(x, emb, text, text_mask)
     x = self.res(features, "res_1")(x, emb)
     if self.temporal and cfg.temporal_conv:
-      x = self.temporal_mixing(False, "temporal_1")(x)
+      x = self.temporal_mixing(False, "temporal_1")(x, emb, text, text_mask)
     return _constrain(x)
 
 
@@ -192,9 +201,9 @@ class UpLevel(_SpatialUnit):
       x = jnp.concatenate([x, skips.pop()], axis=-1)
       x = self.res(features, f"res_{j}")(x, emb)
       if cfg.attention_levels[level]:
-        x = self.transformer(cfg.level_heads(level), f"attn_{j}")(x, text, text_mask)
+        x = self.transformer(cfg.up_level_heads(level), f"attn_{j}")(x, text, text_mask)
       if self.temporal and _needs_temporal_mixing(cfg, with_tattn):
-        x = self.temporal_mixing(with_tattn, f"temporal_{j}")(x)
+        x = self.temporal_mixing(with_tattn, f"temporal_{j}")(x, emb, text, text_mask)
       x = _constrain(x)
     if level > 0:
       if cfg.resample == "resnet":
@@ -204,7 +213,7 @@ class UpLevel(_SpatialUnit):
                             name="upsample")(x)
       factor = cfg.temporal_factors[level - 1]
       if self.temporal and factor > 1:
-        x = temporal_layers.TemporalUpsample(factor, cfg.temporal_resample_kernel,
+        x = temporal_layers.TemporalUpsample(factor, cfg.temporal_resample_kernel_for(factor),
                                              cfg.temporal_conv_impl, dtype=cfg.compute_dtype,
                                              name="temporal_up")(x)
       x = _constrain(x)
@@ -269,7 +278,8 @@ class STUNet(nn.Module):
     h = nn.Conv(cfg.channels, (3, 3), padding=((1, 1), (1, 1)), dtype=dtype,
                 kernel_init=layers.partitioned(conv_in_init, layers.CONV_KERNEL_AXES),
                 bias_init=layers.partitioned(nn.initializers.zeros_init(), ("conv_out",)),
-                name="conv_in")(x)
+                name="conv_in")(layers.constrain_leading(x))
+    h = layers.constrain_leading(h)
     skips = [h]
     for level in range(cfg.num_levels):
       h, level_skips = DownLevel(cfg, deterministic, level=level, temporal=self.temporal,

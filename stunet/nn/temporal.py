@@ -9,7 +9,15 @@ at initialisation:
   MLP; both output projections are zero-initialised.
 - `TemporalDownsample` / `TemporalUpsample`: a 1-D convolution initialised to the identity
   (centre tap = I) with a stride, or after frame duplication. At init they are exact
-  nearest-neighbour resampling in time, which the paper found better than He init.
+  nearest-neighbour resampling in time, which the paper found better than He init. A stride
+  f reads every input frame only when the kernel spans 2f - 1 frames (SPEC §2), which
+  `UNetConfig.temporal_resample_kernel_for` guarantees.
+
+Beyond the paper (SPEC §2, `model.temporal_text`): the temporal layers can also see the
+caption and the noise level, through a FiLM (scale/shift) of the conv block from the noise
+embedding and the pooled caption (`film`), and a cross-attention to the caption inside the
+attention block (`cross_attention`). Both output projections are zero-initialised, so each
+option is still exactly the identity at init and inflation stays exact.
 """
 
 from __future__ import annotations
@@ -67,7 +75,9 @@ class TemporalConv(nn.Module):
     bias = self.param("bias", layers.partitioned(nn.initializers.zeros_init(), ("conv_out",)),
                       (self.features,), self.param_dtype)
     pad = (self.kernel_size - 1) // 2
-    x = x.astype(self.dtype)
+    # Batch (and frames) pinned on both sides, as in `layers.Conv2D`: the partitioner then
+    # gathers the FSDP-sharded kernel, never the activation.
+    x = layers.constrain_leading(x.astype(self.dtype))
     kernel = kernel.astype(self.dtype)
     if self.implementation == "conv":
       # A (k, 1, 1) 3-D convolution runs directly on the b t h w c layout: no transposes.
@@ -81,11 +91,22 @@ class TemporalConv(nn.Module):
       span = (out_frames - 1) * self.stride + 1
       y = sum(jnp.einsum("bthwc,cd->bthwd", padded[:, tap:tap + span:self.stride], kernel[tap])
               for tap in range(self.kernel_size))
-    return y + bias.astype(self.dtype)
+    return layers.constrain_leading(y + bias.astype(self.dtype))
+
+
+def masked_mean(text, text_mask):  # b L d, b L -> b d
+  """Mean of the real tokens' embeddings (the pooled caption); 0 for a caption with none."""
+  weights = text_mask.astype(text.dtype)[..., None]  # b L 1
+  return jnp.sum(text * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1)
 
 
 class TemporalConvBlock(nn.Module):
-  """Residual factorised space-time conv: x + conv_t(SiLU(GN(conv_t(SiLU(GN(x))))))."""
+  """Residual factorised space-time conv: x + conv_t(SiLU(GN(conv_t(SiLU(GN(x)))))).
+
+  With `film`, the second GroupNorm's output is scaled and shifted per example and channel,
+  `GN(h) * (1 + scale) + shift`, with `(scale, shift)` a zero-initialised projection of
+  `[SiLU(noise embedding), pooled caption]` (as the spatial res blocks use the noise level).
+  """
 
   kernel_size: int = 3
   norm_groups: int = 32
@@ -93,17 +114,28 @@ class TemporalConvBlock(nn.Module):
   dropout: float = 0.0
   deterministic: bool = True
   conv_implementation: str = "conv"
+  film: bool = False
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x):  # b t h w c
+  def __call__(self, x, emb=None, text=None, text_mask=None):
+    # x: b t h w c; with film: emb b d (noise embedding), text b L d', text_mask b L
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     c = x.shape[-1]
     h = layers.GroupNorm(self.norm_groups, self.norm_eps, name="norm1", **kw)(x)
     h = TemporalConv(c, self.kernel_size, implementation=self.conv_implementation, name="conv1",
                      **kw)(nn.silu(h))
     h = layers.GroupNorm(self.norm_groups, self.norm_eps, name="norm2", **kw)(h)
+    if self.film:
+      if emb is None or text is None or text_mask is None:
+        raise ValueError("TemporalConvBlock(film=True) needs emb, text and text_mask")
+      cond = jnp.concatenate([nn.silu(emb), masked_mean(text, text_mask).astype(emb.dtype)],
+                             axis=-1)  # b (d + d')
+      # Zero-init: scale = shift = 0, so the block is the plain (text-blind) one at init.
+      cond = layers.dense(2 * c, zero_init=True, name="film", **kw)(cond)
+      scale, shift = jnp.split(cond[:, None, None, None, :], 2, axis=-1)  # b 1 1 1 c each
+      h = h * (1 + scale) + shift
     h = nn.Dropout(self.dropout, deterministic=self.deterministic)(nn.silu(h))
     h = TemporalConv(c, self.kernel_size, kernel_init=layers.zeros_init(),
                      implementation=self.conv_implementation, name="conv2", **kw)(h)
@@ -117,26 +149,50 @@ def frame_position_encoding(num_frames: int, dim: int) -> jax.Array:
 
 
 class TemporalAttentionBlock(nn.Module):
-  """Self-attention over frames at each spatial position, then an MLP; zero-init outputs."""
+  """Self-attention over frames at each spatial position, then an MLP; zero-init outputs.
+
+  With `cross_attention`, a cross-attention to the caption tokens sits between the two (as in
+  the spatial transformer blocks); its queries carry the frame position encoding too, so
+  what a word asks for can differ from frame to frame (motion). Zero-init output projection.
+  """
 
   num_heads: int
   position_encoding: str = "sinusoidal"
   ff_mult: int = 4
   dropout: float = 0.0
   deterministic: bool = True
+  cross_attention: bool = False
+  attention_impl: str = "auto"
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x):  # b t h w c
+  def __call__(self, x, text=None, text_mask=None):
+    # x: b t h w c; with cross_attention: text b L d', text_mask b L
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     b, t, hgt, wid, c = x.shape
+    head_dim = c // self.num_heads
+    positions = frame_position_encoding(t, c)[None]  # 1 t c
     tokens = jnp.moveaxis(x, 1, 3).reshape(b * hgt * wid, t, c)  # (b h w) t c
     h = layers.layer_norm(name="norm1", **kw)(tokens)
     if self.position_encoding == "sinusoidal":
-      h = h + frame_position_encoding(t, c).astype(h.dtype)[None]
-    h = Attention(self.num_heads, c // self.num_heads, zero_init_out=True, name="attn", **kw)(h)
+      h = h + positions.astype(h.dtype)
+    h = Attention(self.num_heads, head_dim, zero_init_out=True,
+                  implementation=self.attention_impl, name="attn", **kw)(h)
     tokens = tokens + h
+    if self.cross_attention:
+      if text is None or text_mask is None:
+        raise ValueError("TemporalAttentionBlock(cross_attention=True) needs text and text_mask")
+      h = layers.layer_norm(name="norm_cross", **kw)(tokens)
+      if self.position_encoding == "sinusoidal":
+        h = h + positions.astype(h.dtype)
+      # Every query attends to its own example's caption: all (h w t) queries of an example
+      # share one attention call instead of repeating the caption per pixel column.
+      h = h.reshape(b, hgt * wid * t, c)  # b (h w t) c
+      h = Attention(self.num_heads, head_dim, zero_init_out=True,
+                    implementation=self.attention_impl, name="cross_attn", **kw)(
+                        h, text.astype(h.dtype), text_mask)
+      tokens = tokens + h.reshape(b * hgt * wid, t, c)
     h = layers.layer_norm(name="norm2", **kw)(tokens)
     h = nn.gelu(layers.dense(c * self.ff_mult, name="ff_in", **kw)(h))
     h = nn.Dropout(self.dropout, deterministic=self.deterministic)(h)

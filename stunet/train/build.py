@@ -126,12 +126,14 @@ class StageSetup:
     return step_lib.StepFn(
         model=self.model, text_module=self.text_module, labels=self.labels, tx=self.tx,
         schedule=self.schedule, diffusion=c.diffusion, modality=self.stage.modality,
-        ema_decay=c.optim.ema_decay, seed=c.seed if seed is None else seed,
+        ema_decay=c.optim.ema_decay, ema_warmup=c.optim.get("ema_warmup", True),
+        seed=c.seed if seed is None else seed,
         rules=tuple(tuple(r) for r in c.mesh.rules),
         condition=self.stage.conditioning(c) if self.stage.conditioning else None)
 
 
-def _example_shape(config, unet_config: UNetConfig, modality: str) -> tuple[int, ...]:
+def stage_example_shape(config, unet_config: UNetConfig, modality: str) -> tuple[int, ...]:
+  """Pixels of one example of the stage-resolved `config`; raises naming a field that misfits."""
   res, frames = config.data.resolution, config.data.frames
   if not res:
     raise ValueError("data.resolution must be set to train (the model's input size)")
@@ -157,7 +159,7 @@ def build_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage,
   model = stage.build_model(unet_config)
   tokenizer, text_module = text_encoder or text_factory.make_text_encoder(c.text)
   length = tokenizer.max_length
-  example_shape = _example_shape(c, unet_config, stage.modality)
+  example_shape = stage_example_shape(c, unet_config, stage.modality)
 
   def init_params(rng):
     text_rng, unet_rng = jax.random.split(rng)
@@ -172,7 +174,7 @@ def build_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage,
 
   text_pretrained = c.text.kind in text_factory.PRETRAINED_LOADERS
   labels = stage.labels(jax.eval_shape(init_params, jax.random.key(0)),
-                        text_frozen=text_pretrained)
+                        text_frozen=text_pretrained, trains=stage.trained_groups(c))
   num_steps = c.optim.num_steps
   schedule = optimizer_lib.learning_rate_schedule(c.optim, num_steps, c.optim.learning_rate)
   tx = optimizer_lib.make_optimizer(c.optim, labels, schedule)

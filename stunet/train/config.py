@@ -21,6 +21,9 @@ def optim_config() -> ml_collections.ConfigDict:
   c.weight_decay = 0.0
   c.grad_clip = 1.0
   c.ema_decay = 0.999
+  # EMA warm-up: update n (from 0) uses min(ema_decay, (1 + n) / (10 + n)), so the average
+  # forgets the random init (without it, 0.999 still holds 37% of it after 1000 steps).
+  c.ema_warmup = True
   c.num_steps = 1000
   return c
 
@@ -43,6 +46,10 @@ def stage_config() -> ml_collections.ConfigDict:
   # experiments/convert.py (needs a pre-trained text.kind); '' = the t2i stage of this workdir.
   c.video.init_from = ""
   c.video.init_from_ema = True  # inflate the EMA weights (what T2I samples use)
+  # What trains (SPEC §2): "temporal" (the paper: the temporal layers, including the temporal
+  # text pathway of model.temporal_text), "temporal+text" (also our text encoder; a
+  # pre-trained one stays frozen) or "all" (also the spatial U-Net).
+  c.video.trainable = "temporal"
   # Conditional stage (SPEC §5): the video model fine-tuned with 4 zero-initialised input
   # channels (masked conditioning video + mask) on random image-to-video, inpainting,
   # outpainting and cinemagraph tasks (`stunet.apps.masks.random_task`).
@@ -177,6 +184,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _positive_int(o.num_steps, "optim.num_steps")
   if not 0.0 <= o.end_lr_fraction <= 1.0:
     raise ValueError(f"optim.end_lr_fraction must be in [0, 1], got {o.end_lr_fraction!r}")
+  if not isinstance(o.get("ema_warmup", True), bool):
+    raise ValueError(f"optim.ema_warmup must be True or False, got {o.ema_warmup!r}")
   for field in ("b1", "b2", "ema_decay"):
     if not 0.0 <= o[field] < 1.0:
       raise ValueError(f"optim.{field} must be in [0, 1), got {o[field]!r}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Sequence
 
-from absl import logging
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -132,7 +131,7 @@ def _write_video(path_stem: str, frames: np.ndarray, fps: int) -> str:
   try:
     return video_write.write_mp4(path_stem + ".mp4", frames, fps)
   except (ImportError, ValueError) as e:  # no PyAV, or no H.264 encoder in its FFmpeg build
-    logging.info("mp4 writing unavailable (%s); writing a GIF", e)
+    video_write.warn_gif_fallback(e)
   return video_write.write_gif(path_stem + ".gif", frames, fps)
 
 

@@ -5,7 +5,11 @@
   pre-trained text encoder (`text.kind='t5'`) is not trained: it stays frozen in every stage.
 - `video`: the T2I weights of a finished `t2i` run (or of an imported public T2I U-Net,
   `stunet.convert.imported_checkpoint`) inflated into a STUNet; the spatial U-Net
-  and the text encoder are frozen and only the temporal layers train, on clips.
+  and the text encoder are frozen and only the temporal layers train, on clips (the paper).
+  `stage.video.trainable` makes that an ablation axis (`VIDEO_TRAINABLE`): 'temporal' (the
+  paper), 'temporal+text' (also the text encoder, when it is ours: a pre-trained one stays
+  frozen) or 'all'. The temporal layers include the temporal text pathway of
+  `model.temporal_text` (its FiLM and cross-attention weights live in the temporal modules).
 
 - `conditional` (SPEC §5): the video model with 4 more input channels (masked conditioning
   video + mask; their `conv_in` weights zero, so it starts as the video model exactly),
@@ -75,6 +79,8 @@ class Stage:
       `config.stage.<name>` and folds it into the shared sections (data size, ...).
     make_data: `(config, mesh=, tokenizer=) -> iterator` of the stage's batches instead of
       `stunet.data.pipeline.make_train_iterator` (e.g. the single style image).
+    trainable: `(option, groups)` pairs that `config.stage.<name>.trainable` chooses from in
+      place of `trains` (see `trained_groups`); empty: `trains` always.
   """
 
   name: str
@@ -88,18 +94,36 @@ class Stage:
                          conditioning_lib.ConditionFn] | None = None
   configure: Callable[[ml_collections.ConfigDict], None] | None = None
   make_data: Callable[..., Any] | None = None
+  trainable: tuple[tuple[str, frozenset[str]], ...] = ()
 
   def __post_init__(self):
     if bool(self.cond_channels) != (self.conditioning is not None):
       raise ValueError(f"stage {self.name!r}: cond_channels and conditioning go together")
 
-  def labels(self, params: Params, text_frozen: bool = False) -> Params:
+  def trained_groups(self, config: ml_collections.ConfigDict) -> frozenset[str]:
+    """The parameter groups that train under `config`: `trains`, or the groups that
+    `config.stage.<name>.trainable` names where the stage has that option."""
+    if not self.trainable:
+      return self.trains
+    options = dict(self.trainable)
+    section = config.stage[self.name] if self.name in config.get("stage", {}) else {}
+    choice = section.get("trainable", self.trainable[0][0])
+    if choice not in options:
+      raise ValueError(f"config.stage.{self.name}.trainable={choice!r}: must be one of "
+                       f"{tuple(options)}")
+    return options[choice]
+
+  def labels(self, params: Params, text_frozen: bool = False,
+             trains: frozenset[str] | None = None) -> Params:
     """TRAIN / FROZEN per leaf of a `{'unet', 'text'}` params tree (boxes count as leaves).
 
     `text_frozen`: the text encoder is pre-trained, so it stays frozen whatever `trains` says.
+    `trains`: the groups that train (default: the stage's `trains`; see `trained_groups`).
     """
+    trains = self.trains if trains is None else trains
+
     def label(group):
-      return optimizer_lib.TRAIN if group in self.trains else optimizer_lib.FROZEN
+      return optimizer_lib.TRAIN if group in trains else optimizer_lib.FROZEN
     text_label = optimizer_lib.FROZEN if text_frozen else label("text")
     return {"unet": jax.tree.map(label, inflate_lib.label_params(params["unet"])),
             "text": jax.tree.map(lambda _: text_label, params["text"], is_leaf=_is_box)}
@@ -222,9 +246,13 @@ def register(stage: Stage) -> Stage:
 
 register(Stage(name="t2i", modality="image", build_model=T2IUNet,
                trains=frozenset({"spatial", "temporal", "text"})))
+# `stage.video.trainable`: the paper trains the temporal layers only (first = default).
+VIDEO_TRAINABLE = (("temporal", frozenset({"temporal"})),
+                   ("temporal+text", frozenset({"temporal", "text"})),
+                   ("all", frozenset({"spatial", "temporal", "text"})))
 register(Stage(name="video", modality="video", build_model=STUNet,
                trains=frozenset({"temporal"}),
-               parent="t2i", from_parent=_inflate_from_t2i))
+               parent="t2i", from_parent=_inflate_from_t2i, trainable=VIDEO_TRAINABLE))
 CONDITIONAL_CHANNELS = 4  # masked conditioning video (3) + mask (1)
 register(Stage(name="conditional", modality="video", build_model=STUNet,
                trains=frozenset({"spatial", "temporal"}),

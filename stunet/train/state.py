@@ -28,11 +28,24 @@ class TrainState:
   ema_params: Any
 
 
-def ema_update(ema: Any, params: Any, decay: float, labels: Any) -> Any:
+def ema_decay_at(decay: float, step: jax.Array, warmup: bool = True) -> jax.Array | float:
+  """The EMA decay of update `step` (0 = the first): `min(decay, (1 + step) / (10 + step))`
+  with `warmup` (as TF's `ExponentialMovingAverage(num_updates=...)`), else `decay`.
+
+  Without a warm-up, decay 0.999 keeps 0.999**1000 = 37% of the random init after 1000
+  updates, and it is the EMA that samples and the next stage (inflation) use.
+  """
+  if not warmup:
+    return decay
+  n = jnp.asarray(step, jnp.float32)
+  return jnp.minimum(jnp.float32(decay), (1.0 + n) / (10.0 + n))
+
+
+def ema_update(ema: Any, params: Any, decay: float | jax.Array, labels: Any) -> Any:
   """`decay * ema + (1 - decay) * params` on trainable leaves; frozen leaves keep `ema` as is.
 
   Frozen leaves equal their parameters already, and skipping them keeps them bitwise equal
-  (the formula can round in the last bit).
+  (the formula can round in the last bit). `decay` may be traced (`ema_decay_at`).
   """
   def one(label, e, p):
     if label == optimizer_lib.FROZEN:

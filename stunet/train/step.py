@@ -48,6 +48,8 @@ class StepFn:
     diffusion: the `diffusion` config section.
     modality: batch key of the pixels: 'image' or 'video'.
     ema_decay: EMA decay.
+    ema_warmup: warm the EMA decay up as `min(ema_decay, (1 + n) / (10 + n))` at update n
+      (`state.ema_decay_at`).
     seed: run seed; the step's key is `fold_in(key(seed), step)`.
     rules: logical axis rules for the activation constraints traced inside.
     condition: optional `(rng, x0) -> (target, cond)` (`stunet.train.conditioning`): the loss
@@ -62,6 +64,7 @@ class StepFn:
   modality: str
   ema_decay: float
   seed: int
+  ema_warmup: bool = True
   rules: Any = ()
   condition: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]] | None = None
 
@@ -102,7 +105,8 @@ class StepFn:
     # Frozen leaves are taken from the old params, not `p + 0`: that would turn -0.0 into +0.0.
     params = jax.tree.map(lambda l, new, old: old if l == optimizer_lib.FROZEN else new,
                           self.labels, stepped, state.params)
-    ema = state_lib.ema_update(state.ema_params, params, self.ema_decay, self.labels)
+    ema_decay = state_lib.ema_decay_at(self.ema_decay, state.step, self.ema_warmup)
+    ema = state_lib.ema_update(state.ema_params, params, ema_decay, self.labels)
     trainable_grads = jax.tree.map(
         lambda l, g: g if l == optimizer_lib.TRAIN else None, self.labels, grads)
     metrics = {

@@ -1,5 +1,7 @@
 """Tests for writing mp4/GIF/PNG: files decode back with the right frames, sizes and pixels."""
 
+import warnings
+
 import numpy as np
 import pytest
 from PIL import Image, ImageSequence
@@ -86,3 +88,24 @@ def test_bad_fps_and_missing_encoder(tmp_path):
     video_write.write_gif(str(tmp_path / "x.gif"), _video(t=2), 0)
   with pytest.raises(ValueError, match="no 'nonexistent' encoder"):
     video_write.write_mp4(str(tmp_path / "x.mp4"), _video(t=2), 8, codec="nonexistent")
+
+
+def test_gif_fallback_is_warned_once_per_process(monkeypatch, tmp_path):
+  """Without PyAV a run writes every clip as GIF; it says so once, not once per clip."""
+  from stunet.eval import gallery  # pylint: disable=g-import-not-at-top
+
+  def no_av():
+    raise ImportError('Writing mp4 files needs PyAV: pip install "stunet[video]"')
+
+  monkeypatch.setattr(video_write, "import_av", no_av)
+  monkeypatch.setattr(video_write, "_GIF_FALLBACK_REASONS", set())
+  video = np.zeros((2, 4, 4, 3), np.uint8)
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for i in range(3):
+      entry = gallery.write_sample(str(tmp_path), f"clip{i}", video, prompt="p", seed=i,
+                                   settings={}, fps=4)
+      assert entry.mp4 is None and (tmp_path / f"clip{i}.gif").exists()
+  messages = [str(w.message) for w in caught]
+  assert len(messages) == 1
+  assert "stunet[video]" in messages[0] and "GIF" in messages[0]

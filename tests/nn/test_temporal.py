@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from stunet.nn import temporal
+from stunet.nn.stunet import STUNet
 
-from tests.nn.unet_testing import randomize
+from tests.nn.unet_testing import example_inputs, randomize, tiny_unet_config
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +92,75 @@ def test_unknown_temporal_conv_implementation_is_named():
   x = jnp.zeros((1, 4, 2, 2, 4))
   with pytest.raises(ValueError, match="implementation"):
     temporal.TemporalConv(4, implementation="fft").init(jax.random.key(0), x)
+
+
+def _frame_dependence(fn, x):
+  """`[t_out, t_in]` matrix of the Jacobian's largest magnitude per (output, input) frame pair,
+  and the Jacobian rows flattened per output frame."""
+  jac = jax.jacrev(fn)(x)  # b t' h w c b t h w c
+  per_frame = jac[0]  # t' h w c b t h w c
+  dep = jnp.abs(per_frame).reshape(per_frame.shape[0], -1, x.shape[1],
+                                   int(np.prod(x.shape[2:]))).max(axis=(1, 3))
+  return np.asarray(dep), np.asarray(per_frame.reshape(per_frame.shape[0], -1))
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4])
+def test_resamplers_reach_every_frame(factor):
+  """SPEC §2: stride f reads every input frame only with kernel >= 2f - 1. With the kernel the
+  config derives (`temporal_resample_kernel_for`) and trained-like (random) weights, every
+  input frame reaches the down-sampler's output, and no two up-sampled frames are copies."""
+  kernel = tiny_unet_config().temporal_resample_kernel_for(factor)
+  assert kernel == max(3, 2 * factor - 1)
+  frames = 4 * factor
+  x = jax.random.normal(jax.random.key(10), (1, frames, 2, 1, 4))
+  down = temporal.TemporalDownsample(factor, kernel)
+  params = {"params": randomize(down.init(jax.random.key(11), x)["params"], seed=12)}
+  dep, _ = _frame_dependence(lambda v: down.apply(params, v), x)
+  assert dep.shape == (frames // factor, frames)
+  assert (dep.max(axis=0) > 0).all()  # every input frame reaches some output frame
+  y = x[:, :frames // factor]
+  up = temporal.TemporalUpsample(factor, kernel)
+  params = {"params": randomize(up.init(jax.random.key(13), y)["params"], seed=14)}
+  dep, rows = _frame_dependence(lambda v: up.apply(params, v), y)
+  assert dep.shape == (frames, frames // factor)
+  assert (dep.max(axis=0) > 0).all()
+  assert len(np.unique(rows, axis=0)) == frames  # every output frame its own function
+
+
+def test_kernel_three_at_factor_four_skips_frames():
+  """The bug the derived kernel fixes: k=3, f=4 never reads frames 4j+2 and up-samples
+  frames 4j+1 and 4j+2 identically."""
+  x = jax.random.normal(jax.random.key(10), (1, 8, 2, 1, 4))
+  down = temporal.TemporalDownsample(4, 3)
+  params = {"params": randomize(down.init(jax.random.key(11), x)["params"], seed=12)}
+  dep, _ = _frame_dependence(lambda v: down.apply(params, v), x)
+  assert (dep.max(axis=0)[2::4] == 0).all()
+  up = temporal.TemporalUpsample(4, 3)
+  y = x[:, :2]
+  params = {"params": randomize(up.init(jax.random.key(13), y)["params"], seed=14)}
+  out = up.apply(params, y)
+  np.testing.assert_array_equal(np.asarray(out[:, 1::4]), np.asarray(out[:, 2::4]))
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4])
+def test_derived_kernels_are_nearest_neighbour_at_init(factor):
+  kernel = tiny_unet_config().temporal_resample_kernel_for(factor)
+  x = jax.random.normal(jax.random.key(1), (2, 3 * factor, 2, 3, 8))
+  down = temporal.TemporalDownsample(factor, kernel)
+  np.testing.assert_array_equal(np.asarray(down.apply(down.init(jax.random.key(2), x), x)),
+                                np.asarray(x[:, ::factor]))
+  up = temporal.TemporalUpsample(factor, kernel)
+  np.testing.assert_array_equal(np.asarray(up.apply(up.init(jax.random.key(2), x), x)),
+                                np.asarray(jnp.repeat(x, factor, axis=1)))
+
+
+def test_each_level_gets_the_kernel_its_factor_needs():
+  """Factor-2 levels keep the configured kernel 3 (same parameter tree as before), an x4
+  level gets 7; a larger configured kernel is kept."""
+  for configured, expected in ((3, (3, 7)), (9, (9, 9))):
+    cfg = tiny_unet_config(temporal_factors=(2, 4), temporal_resample_kernel=configured)
+    params = jax.eval_shape(STUNet(cfg).init, jax.random.key(0),
+                            *example_inputs(1, 8, 8, 8))["params"]
+    for level, k in enumerate(expected):
+      assert params[f"down_{level}"]["temporal_down"]["conv"]["kernel"].value.shape[0] == k
+      assert params[f"up_{level + 1}"]["temporal_up"]["conv"]["kernel"].value.shape[0] == k

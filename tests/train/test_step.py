@@ -17,6 +17,7 @@ from stunet.train import optimizer
 from stunet.train import stages
 from stunet.train import state as state_lib
 from stunet.train import step as step_lib
+from tests.nn.unet_testing import randomize
 from tests.train.conftest import fixed_batch
 from tests.train.conftest import tiny_config
 
@@ -144,10 +145,11 @@ def test_video_stage_freezes_spatial_and_text_and_ema_follows_formula(one_device
   assert len(param_shaped) == 2 * n_train
 
   state, prev = run.state, start
-  for _ in range(3):
+  assert config.optim.ema_warmup
+  for n in range(3):
     state, _ = run.step(state, batch)
     now = _host(state)
-    decay = config.optim.ema_decay
+    decay = np.float32(min(config.optim.ema_decay, (1 + n) / (10 + n)))  # warm-up
     for label, e0, p1, e1 in zip(jax.tree.leaves(labels), jax.tree.leaves(prev.ema_params),
                                  jax.tree.leaves(now.params), jax.tree.leaves(now.ema_params)):
       if label == optimizer.TRAIN:
@@ -163,3 +165,74 @@ def test_video_stage_freezes_spatial_and_text_and_ema_follows_formula(one_device
     else:
       moved += not np.array_equal(a, b)
   assert moved > 0
+
+
+def _group(path) -> str:
+  names = [str(getattr(k, "key", k)) for k in path]
+  if names[0] == "text":
+    return "text"
+  return "temporal" if any(n.startswith("temporal") for n in names) else "spatial"
+
+
+@pytest.mark.parametrize("trainable,groups", [("temporal", {"temporal"}),
+                                              ("temporal+text", {"temporal", "text"}),
+                                              ("all", {"spatial", "temporal", "text"})])
+def test_video_stage_trainable_groups_and_frozen_leaves_bitwise(trainable, groups):
+  """`stage.video.trainable` picks what trains; everything else stays bitwise unchanged (params
+  and EMA), and the temporal text pathway (`model.temporal_text`) trains with the temporal
+  layers."""
+  config = tiny_config(num_steps=20, two_levels=True)
+  config.model.temporal_text = "film+cross_attention"
+  config.stage.video.trainable = trainable
+  # A random (trained-like) T2I parent: a fresh one's zero output conv would pass no gradient.
+  t2i = build.build_stage(config, stages.get_stage("t2i"))
+  parent = randomize(jax.eval_shape(t2i.init_params, jax.random.key(0)), scale=0.1)
+  run = Run(config, "video", jax.devices()[:1], parent=parent)
+  labels = run.setup.labels
+  batch = run.put(fixed_batch(run.setup.tokenizer, "video", run.setup.example_shape))
+  start = _host(run.state)
+  state = run.state
+  for _ in range(2):  # zero-init branches pass gradients to their inputs from the 2nd step
+    state, _ = run.step(state, batch)
+  now = _host(state)
+  flat_labels = jax.tree_util.tree_flatten_with_path(labels)[0]
+  moved = {g: 0 for g in ("spatial", "temporal", "text")}
+  text_pathway = 0
+  for (path, label), a, b, e0, e1 in zip(flat_labels, jax.tree.leaves(start.params),
+                                         jax.tree.leaves(now.params),
+                                         jax.tree.leaves(start.ema_params),
+                                         jax.tree.leaves(now.ema_params)):
+    group = _group(path)
+    assert (label == optimizer.TRAIN) == (group in groups), (path, label)
+    if label == optimizer.FROZEN:
+      assert a.tobytes() == b.tobytes() and e0.tobytes() == e1.tobytes(), path  # bitwise
+    elif not np.array_equal(a, b):
+      moved[group] += 1
+      names = [str(getattr(k, "key", k)) for k in path]
+      text_pathway += any(n in ("film", "cross_attn") for n in names)
+  assert all(moved[g] > 0 for g in groups), moved
+  assert text_pathway > 0
+
+
+def test_video_stage_trainable_bad_value_names_the_field():
+  config = tiny_config(two_levels=True)
+  config.stage.video.trainable = "spatial"
+  with pytest.raises(ValueError, match=r"config.stage.video.trainable='spatial'.*'temporal', "
+                                       r"'temporal\+text', 'all'"):
+    build.build_stage(config, stages.get_stage("video"))
+
+
+def test_a_pretrained_text_encoder_stays_frozen_under_temporal_plus_text():
+  stage = stages.get_stage("video")
+  config = tiny_config()
+  config.stage.video.trainable = "temporal+text"
+  params = {"unet": {"temporal_0": {"k": 0}, "res_0": {"k": 0}}, "text": {"k": 0}}
+  groups = stage.trained_groups(config)
+  assert groups == {"temporal", "text"}
+  assert stage.labels(params, trains=groups)["text"]["k"] == optimizer.TRAIN
+  labels = stage.labels(params, text_frozen=True, trains=groups)
+  assert labels == {"unet": {"temporal_0": {"k": optimizer.TRAIN},
+                             "res_0": {"k": optimizer.FROZEN}},
+                    "text": {"k": optimizer.FROZEN}}
+  # Stages without the option train their fixed groups.
+  assert stages.get_stage("t2i").trained_groups(config) == {"spatial", "temporal", "text"}
