@@ -14,6 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from stunet.parallel import sharding as sharding_lib
+
 Dtype = Any
 
 # Logical axis names of parameters; the mesh rules in `config.mesh.rules` map them to mesh axes.
@@ -21,6 +23,16 @@ CONV_KERNEL_AXES = (None, None, "conv_in", "conv_out")
 TEMPORAL_KERNEL_AXES = (None, "conv_in", "conv_out")
 DENSE_AXES = ("embed", "mlp")
 NORM_AXES = ("norm",)
+# Logical names of an activation's leading dims that the weight-carrying layers pin (see
+# `sharding.constrain_leading`): the batch, and for a video `b t h w c` also the frames.
+VIDEO_LEADING_AXES = ("activation_batch", "activation_frames")
+BATCH_LEADING_AXES = ("activation_batch",)
+
+
+def constrain_leading(x):
+  """Pins an activation's batch (and a video's frames) dim to the mesh, the rest left free."""
+  return sharding_lib.constrain_leading(x, VIDEO_LEADING_AXES if x.ndim == 5 else
+                                        BATCH_LEADING_AXES)
 
 
 def zeros_init():
@@ -86,9 +98,9 @@ class Conv2D(nn.Conv):
     plain = (self.implementation == "conv" or (height >= kh and width >= kw)
              or isinstance(self.padding, str) or self.feature_group_count != 1
              or _pair(self.kernel_dilation) != (1, 1) or _pair(self.input_dilation) != (1, 1))
-    if plain:
-      return super().__call__(inputs)
-    return self._patches_matmul(inputs)
+    inputs = constrain_leading(inputs)
+    out = super().__call__(inputs) if plain else self._patches_matmul(inputs)
+    return constrain_leading(out)
 
   def _patches_matmul(self, inputs):
     kh, kw = self.kernel_size
@@ -130,12 +142,20 @@ def conv2d(features: int, *, kernel_size: int = 3, stride: int = 1, zero_init: b
       implementation=implementation, name=name)
 
 
+class Dense(nn.Dense):
+  """`nn.Dense` (same parameters, same result) with its input's and output's batch dim pinned."""
+
+  @nn.compact
+  def __call__(self, inputs):
+    return constrain_leading(super().__call__(constrain_leading(inputs)))
+
+
 def dense(features: int, *, use_bias: bool = True, zero_init: bool = False,
           axes: tuple[str | None, str | None] = DENSE_AXES, name: str | None = None,
-          dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32) -> nn.Dense:
+          dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32) -> Dense:
   """A dense layer whose kernel and bias carry logical axis names."""
   kernel_init = zeros_init() if zero_init else default_kernel_init()
-  return nn.Dense(
+  return Dense(
       features, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype,
       kernel_init=partitioned(kernel_init, axes),
       bias_init=partitioned(nn.initializers.zeros_init(), (axes[1],)), name=name)
@@ -164,12 +184,23 @@ class GroupNorm(nn.Module):
                        self.param_dtype)
     bias = self.param("bias", partitioned(nn.initializers.zeros_init(), NORM_AXES), (c,),
                       self.param_dtype)
+    # The activation keeps its `... h w c` layout throughout: only the per-frame statistics
+    # (`... c`, then `... groups`) are regrouped. Reshaping the activation itself to
+    # `... h w groups c/groups` would put c/groups (8 at 256 channels and 32 groups) in the
+    # minor dimension, which TPU tiles pad to 128 lanes.
     x32 = x.astype(jnp.float32)
-    grouped = x32.reshape(x.shape[:-1] + (self.num_groups, c // self.num_groups))
-    axes = (-4, -3, -1)  # h, w, channels-in-group
-    mean = jnp.mean(grouped, axis=axes, keepdims=True)
-    var = jnp.mean(jnp.square(grouped - mean), axis=axes, keepdims=True)
-    normed = ((grouped - mean) * jax.lax.rsqrt(var + self.epsilon)).reshape(x.shape)
+    groups, size = self.num_groups, c // self.num_groups
+    count = x.shape[-3] * x.shape[-2] * size
+
+    def group_mean(v):  # ... h w c -> ... 1 1 c, each channel holding its group's mean
+      per_channel = jnp.sum(v, axis=(-3, -2))  # ... c
+      per_group = jnp.sum(per_channel.reshape(per_channel.shape[:-1] + (groups, size)), -1)
+      return jnp.repeat(per_group / count, size, axis=-1)[..., None, None, :]
+
+    mean = group_mean(x32)
+    centred = x32 - mean
+    var = group_mean(jnp.square(centred))
+    normed = centred * jax.lax.rsqrt(var + self.epsilon)
     return (normed * scale.astype(jnp.float32) + bias.astype(jnp.float32)).astype(self.dtype)
 
 

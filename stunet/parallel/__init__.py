@@ -2,6 +2,8 @@
 
 mesh.py       `config.mesh` -> `jax.sharding.Mesh` (axes data, fsdp, tensor; -1 = fill)
 sharding.py   logical axis names + `config.mesh.rules` -> `NamedSharding`s, with replication
-              of dims the mesh axes do not divide
+              of dims the mesh axes do not divide; `constrain_leading` pins activations'
+              batch dim inside layers so FSDP gathers weights, not activations
+hlo.py        a compiled step's collectives and their per-device shapes, from the HLO text
 multihost.py  decisions every process must agree on (preemption)
 """

@@ -70,3 +70,37 @@ def tree_shardings(boxed_abstract: Any, mesh: jax.sharding.Mesh, rules: Rules) -
 
 def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
+
+
+def _context_mesh():
+  """The mesh of the enclosing `jax.set_mesh` (or legacy `with mesh:`), or None."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh is not None and not mesh.empty:
+    return mesh
+  from flax.linen import spmd  # pylint: disable=g-import-not-at-top
+  if spmd.meta.global_mesh_defined():
+    return jax.interpreters.pxla.thread_resources.env.physical_mesh
+  return None
+
+
+def constrain_leading(x: jax.Array, logical: Sequence[str]) -> jax.Array:
+  """Pins the leading dims of an activation to the mesh axes of their logical names.
+
+  The other dims are left to the partitioner (`P.UNCONSTRAINED`). Layers whose weights are
+  FSDP-sharded (over output channels or the input width) call this on their input and output:
+  with the batch pinned on both sides, the SPMD partitioner all-gathers the (small) weight. Left
+  free, it sometimes keeps the weight sharded and all-gathers the whole batch of activations
+  instead, computing channel-sharded outputs on every device (the upsampling convolutions of
+  `paper` did, so per-chip memory grew with the FSDP axis). A no-op outside a mesh and
+  logical-axis-rules context; dims the mesh axes do not divide stay unconstrained.
+  """
+  mesh = _context_mesh()
+  rules = nn.get_logical_axis_rules()
+  if mesh is None or not rules or x.ndim < len(logical):
+    return x
+  spec = mesh_spec(tuple(logical), x.shape[:len(logical)], mesh, rules)
+  if all(s is None for s in spec):
+    return x
+  full = tuple(s if s is not None else P.UNCONSTRAINED for s in spec)
+  full += (P.UNCONSTRAINED,) * (x.ndim - len(full))
+  return jax.lax.with_sharding_constraint(x, P(*full))
