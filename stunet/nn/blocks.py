@@ -114,6 +114,7 @@ class TransformerBlock(nn.Module):
   ff_mult: int = 4
   dropout: float = 0.0
   deterministic: bool = True
+  attention_impl: str = "auto"
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -121,7 +122,8 @@ class TransformerBlock(nn.Module):
   def __call__(self, x, text, text_mask):  # x: b t n d, text: b L dc, text_mask: b L
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     b, t, n, d = x.shape
-    attn = lambda name: Attention(self.num_heads, self.head_dim, name=name, **kw)
+    attn = lambda name: Attention(self.num_heads, self.head_dim,
+                                  implementation=self.attention_impl, name=name, **kw)
 
     h = layers.layer_norm(name="norm1", **kw)(x).reshape(b * t, n, d)  # frames are independent
     x = x + attn("attn1")(h).reshape(b, t, n, d)
@@ -147,6 +149,7 @@ class SpatialTransformer(nn.Module):
   norm_eps: float = 1e-6
   dropout: float = 0.0
   deterministic: bool = True
+  attention_impl: str = "auto"
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -163,7 +166,8 @@ class SpatialTransformer(nn.Module):
       h = layers.dense(inner, name="proj_in", **kw)(h.reshape(b, t, hgt * wid, c))
     for i in range(self.depth):
       h = TransformerBlock(self.num_heads, self.head_dim, self.cross_attention, self.ff_mult,
-                           self.dropout, self.deterministic, name=f"block_{i}", **kw)(
+                           self.dropout, self.deterministic, self.attention_impl,
+                           name=f"block_{i}", **kw)(
                                h, text, text_mask)
     if self.projection == "conv":
       h = layers.conv2d(c, kernel_size=1, name="proj_out", **kw)(h.reshape(b, t, hgt, wid, inner))

@@ -26,6 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from stunet.nn import attention
 from stunet.nn import layers
 
 Dtype = Any
@@ -48,6 +49,7 @@ class AddedKVAttention(nn.Module):
   norm_groups: int = 32
   cross_attention_norm: str = "group_norm"
   cross_attention_norm_groups: int = 32
+  attention_impl: str = "auto"  # stunet.nn.attention
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -82,8 +84,8 @@ class AddedKVAttention(nn.Module):
             b * t, length),
         jnp.ones((b * t, n), jnp.bool_)], axis=1)  # (b t) (L + n)
     split = lambda a: a.reshape(a.shape[:-1] + (self.num_heads, self.head_dim))
-    out = jax.nn.dot_product_attention(split(q), split(k), split(v),
-                                       mask=mask[:, None, None, :])
+    out = attention.dot_product_attention(split(q), split(k), split(v), mask,
+                                          self.attention_impl)
     out = out.reshape(b * t, n, inner)
     out = layers.dense(c, axes=("heads", "embed"), name="to_out", **kw)(out)
     return x + out.reshape(b, t, hgt, wid, c)

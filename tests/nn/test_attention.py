@@ -1,0 +1,74 @@
+"""The attention kernel choice (`model.attention_impl`): resolution rules and the XLA path."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stunet.nn import attention
+from stunet.nn.config import UNetConfig
+
+
+def _reference(q, k, v, mask):
+  """Softmax attention in float64 numpy: [B n h d], [B s h d], key mask [B s]."""
+  q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
+  scores = np.einsum("bnhd,bshd->bhns", q, k) / np.sqrt(q.shape[-1])
+  scores = np.where(np.asarray(mask)[:, None, None, :], scores, -np.inf)
+  weights = np.exp(scores - scores.max(-1, keepdims=True))
+  weights /= weights.sum(-1, keepdims=True)
+  return np.einsum("bhns,bshd->bnhd", weights, v)
+
+
+@pytest.mark.parametrize("impl", ["auto", "xla"])
+def test_kernel_matches_reference_with_key_mask(impl):
+  rng = np.random.default_rng(0)
+  q = rng.standard_normal((2, 6, 2, 8)).astype(np.float32)
+  k = rng.standard_normal((2, 5, 2, 8)).astype(np.float32)
+  v = rng.standard_normal((2, 5, 2, 8)).astype(np.float32)
+  mask = np.array([[1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], bool)
+  out = attention.dot_product_attention(q, k, v, mask, implementation=impl)
+  # float32 softmax over 5 keys and 8-wide dots: a few ulps of the unit-scale outputs.
+  np.testing.assert_allclose(np.asarray(out), _reference(q, k, v, mask), atol=1e-5, rtol=1e-5)
+
+
+def test_auto_is_bitwise_the_xla_path_on_cpu():
+  module = attention.Attention(2, 4, implementation="auto")
+  x = jnp.asarray(np.random.default_rng(1).standard_normal((3, 7, 8)), jnp.float32)
+  params = module.init(jax.random.key(0), x)
+  xla = attention.Attention(2, 4, implementation="xla")
+  np.testing.assert_array_equal(np.asarray(module.apply(params, x)),
+                                np.asarray(xla.apply(params, x)))
+
+
+@pytest.mark.parametrize("args, reason", [
+    (("float32", 64, 16, 16, "gpu", "9.0"), "dtype float32"),
+    (("bfloat16", 12, 16, 16, "gpu", "9.0"), "head dim 12"),
+    (("bfloat16", 192, 16, 16, "gpu", "8.0"), "up to 128"),
+    (("bfloat16", 64, 5, 5, "gpu", "9.0"), "sequence lengths 5"),
+    (("bfloat16", 64, 16, 16, "cpu", "0.0"), "not a GPU"),
+])
+def test_cudnn_rejections_name_the_reason(args, reason):
+  dtype, *rest = args
+  assert reason in attention.cudnn_rejection(jnp.dtype(dtype), *rest)
+
+
+def test_cudnn_accepts_what_it_runs():
+  assert attention.cudnn_rejection(jnp.bfloat16, 64, 1024, 128, "gpu", "9.0") is None
+  assert attention.cudnn_rejection(jnp.float16, 256, 20, 20, "gpu", "9.0") is None
+
+
+def test_resolution_and_errors():
+  assert attention.resolve_implementation("auto", jnp.bfloat16, 64) == (
+      "cudnn" if attention.why_not_cudnn(jnp.bfloat16, 64, 2, 2) is None else "xla")
+  assert attention.resolve_implementation("xla", jnp.bfloat16, 64) == "xla"
+  with pytest.raises(ValueError, match="attention implementation must be one of"):
+    attention.resolve_implementation("flash", jnp.float32, 64)
+  if jax.default_backend() == "cpu":
+    with pytest.raises(ValueError, match="attention_impl='cudnn' cannot run.*not a GPU"):
+      attention.resolve_implementation("cudnn", jnp.bfloat16, 64)
+
+
+def test_config_field_is_validated():
+  with pytest.raises(ValueError, match=r"config.model.attention_impl='flash'"):
+    UNetConfig.from_config({"attention_impl": "flash"})
+  assert UNetConfig.from_config({}).attention_impl == "auto"
