@@ -255,10 +255,7 @@ def main(argv):
       "in one batch), DDIM, the whole loop compiled once; one timed call after a warm-up.", "",
       "## Attention kernels: one guided forward pass", "", ab_table, ""])
   print(report)
-  if _OUTPUT.value:
-    os.makedirs(os.path.dirname(_OUTPUT.value) or ".", exist_ok=True)
-    with open(_OUTPUT.value, "w", encoding="utf-8") as f:
-      f.write(report)
+  common.write_report(report, _OUTPUT.value)
 
 
 if __name__ == "__main__":

@@ -140,3 +140,11 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
 NOISY_MACHINE_NOTE = ("The machine was shared with other jobs while this ran (2 cores, "
                       "noisy): wall-clock numbers can vary up to ~2x between runs; ratios "
                       "measured in one run and XLA's FLOP/byte counts are the reliable parts.")
+
+
+def write_report(text: str, path: str) -> None:
+  """Writes a benchmark's markdown report to `path` (creating its folder); '' writes nothing."""
+  if path:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+      f.write(text)

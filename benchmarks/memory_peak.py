@@ -157,10 +157,7 @@ def main(argv):
       common.markdown_table(["class (from op_name metadata)", "bytes at peak", "share",
                              "buffers"], rows), ""])
   print(text)
-  if FLAGS.output:
-    os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)
-    with open(FLAGS.output, "w", encoding="utf-8") as f:
-      f.write(text)
+  common.write_report(text, FLAGS.output)
 
 
 if __name__ == "__main__":

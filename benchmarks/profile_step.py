@@ -217,10 +217,7 @@ def main(argv):
       common.markdown_table(["thread s / step", "instruction", "opcode", "shape", "op_name"],
                             top), ""])
   print(text)
-  if FLAGS.output:
-    os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)
-    with open(FLAGS.output, "w", encoding="utf-8") as f:
-      f.write(text)
+  common.write_report(text, FLAGS.output)
 
 
 if __name__ == "__main__":

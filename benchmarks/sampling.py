@@ -20,7 +20,6 @@ seconds per step times those steps.
 
 from __future__ import annotations
 
-import os
 import statistics
 
 from absl import app
@@ -139,10 +138,7 @@ def main(argv):
           ["model", "clip TxHxW", "windows", "compile s", "s / step", "steps",
            "s / clip", "time vs independent windows"], rows), ""])
   print(report)
-  if _OUTPUT.value:
-    os.makedirs(os.path.dirname(_OUTPUT.value) or ".", exist_ok=True)
-    with open(_OUTPUT.value, "w", encoding="utf-8") as f:
-      f.write(report)
+  common.write_report(report, _OUTPUT.value)
 
 
 if __name__ == "__main__":

@@ -231,10 +231,7 @@ def plot(points: list[Point], path: str, title: str):
 
 
 def write(report: str, path: str):
-  if path:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-      f.write(report)
+  common.write_report(report, path)
 
 
 def parse_overrides(items: list[str], flag: str) -> dict:

@@ -17,7 +17,6 @@ does not depend on the values).
 from __future__ import annotations
 
 import dataclasses
-import os
 
 from absl import app
 from absl import flags
@@ -182,10 +181,7 @@ def main(argv):
   report = format_results(results, peak, source, machine,
                           f"python -m benchmarks.train_step {flags_used}")
   print(report)
-  if _OUTPUT.value:
-    os.makedirs(os.path.dirname(_OUTPUT.value) or ".", exist_ok=True)
-    with open(_OUTPUT.value, "w", encoding="utf-8") as f:
-      f.write(report)
+  common.write_report(report, _OUTPUT.value)
 
 
 if __name__ == "__main__":

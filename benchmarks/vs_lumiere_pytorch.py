@@ -27,7 +27,6 @@ needed.
 from __future__ import annotations
 
 import importlib.util
-import os
 import statistics
 import sys
 import time
@@ -216,10 +215,7 @@ def main(argv):
       "", f"Step times (s): ours {[round(t, 3) for t in times['ours']]}, theirs "
       f"{[round(t, 3) for t in times['theirs']]}.", ""])
   print(report)
-  if _OUTPUT.value:
-    os.makedirs(os.path.dirname(_OUTPUT.value) or ".", exist_ok=True)
-    with open(_OUTPUT.value, "w", encoding="utf-8") as f:
-      f.write(report)
+  common.write_report(report, _OUTPUT.value)
 
 
 if __name__ == "__main__":

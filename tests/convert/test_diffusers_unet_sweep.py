@@ -32,6 +32,7 @@ diffusers = pytest.importorskip("diffusers")
 from stunet.convert import diffusers_unet  # noqa: E402
 from stunet.nn.config import UNetConfig  # noqa: E402
 from stunet.nn.t2i_unet import T2IUNet  # noqa: E402
+from tests.convert import sweep_coverage  # noqa: E402
 
 ATOL = 1e-4
 NUM_SAMPLED = 40
@@ -214,13 +215,7 @@ def _compile(fn, *args):
     return lowered.compile()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-  """The reference models are tiny: torch's thread pool only spins on a shared 2-core box."""
-  threads = torch.get_num_threads()
-  torch.set_num_threads(1)
-  yield
-  torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _max_error(case: Case, directory: str, seed: int) -> tuple[float, float, UNetConfig]:
@@ -267,12 +262,6 @@ def test_sweep_matches_diffusers(case, tmp_path, record_property):
 
 
 def test_sweep_is_reproducible_and_covers_the_option_space():
-  cases = sweep_cases()
-  assert [c.kwargs for c in cases] == [c.kwargs for c in sweep_cases()]
-  seen: dict[str, set] = {}
-  for case in cases:
-    for option, value in case.features:
-      seen.setdefault(option, set()).add(value)
   expected = {
       "family": {"sd", "if"}, "levels": {2, 3}, "channels": {8, 16}, "norm_num_groups": {4, 8},
       "layers_per_block": {"1", "2", "tuple"}, "heads_form": {"int", "tuple"},
@@ -287,11 +276,10 @@ def test_sweep_is_reproducible_and_covers_the_option_space():
       "square": {True, False}, "sd_cross_dim": {8, 12, 16}, "in_channels": {3, 4},
       "out_channels": {3, 4, 6}, "norm_eps": {1e-5, 1e-6}, "upcast_attention": {False, True},
   }
-  for option, values in expected.items():
-    assert values <= seen.get(option, set()), (option, values - seen.get(option, set()))
+  seen = sweep_coverage.assert_reproducible_and_covering(sweep_cases, expected)
   assert {0, 1, 2, 3} <= seen["attention_levels"]
   # IF-style models whose decoder heads differ from the encoder's (the un-reversed lookup).
-  differs = [c for c in cases if c.kwargs.get("mid_block_type") and
+  differs = [c for c in sweep_cases() if c.kwargs.get("mid_block_type") and
              isinstance(c.kwargs["attention_head_dim"], tuple) and
              len(set(c.kwargs["attention_head_dim"])) > 1]
   assert len(differs) >= 3

@@ -29,6 +29,7 @@ from stunet.text.t5 import ACTIVATIONS  # noqa: E402
 from stunet.text.t5 import T5Encoder  # noqa: E402
 from tests.text.float_tolerance import encoder_reduction_length  # noqa: E402
 from tests.text.float_tolerance import float32_atol  # noqa: E402
+from tests.convert import sweep_coverage  # noqa: E402
 
 SEED = 5
 NUM_CASES = 40
@@ -78,13 +79,7 @@ def sweep_cases(n: int = NUM_CASES, seed: int = SEED) -> list[Case]:
   return [_sample(rng, i) for i in range(n)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-  """The reference models are tiny: torch's thread pool only spins on a shared 2-core box."""
-  threads = torch.get_num_threads()
-  torch.set_num_threads(1)
-  yield
-  torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batch(case: Case, seed: int):
@@ -124,12 +119,6 @@ def test_sweep_matches_transformers(case, tmp_path, record_property):
 
 
 def test_sweep_is_reproducible_and_covers_the_option_space():
-  cases = sweep_cases()
-  assert [c.kwargs for c in cases] == [c.kwargs for c in sweep_cases()]
-  seen: dict[str, set] = {}
-  for case in cases:
-    for option, value in case.features:
-      seen.setdefault(option, set()).add(value)
   expected = {
       "feed_forward_proj": set(_PROJECTIONS), "num_heads": {1, 2, 3, 4},
       "d_model": {12, 16, 24}, "d_kv": {4, 6, 8, 16},
@@ -139,10 +128,9 @@ def test_sweep_is_reproducible_and_covers_the_option_space():
       "d_ff": {8, 36, 64}, "num_layers": {1, 2, 3}, "layer_norm_epsilon": {1e-6, 1e-3},
       "dropout_rate": {0.0, 0.1}, "length": {5, 13, 40}, "model_type": {"t5", "mt5"},
   }
-  for option, values in expected.items():
-    assert values <= seen.get(option, set()), (option, values - seen.get(option, set()))
+  sweep_coverage.assert_reproducible_and_covering(sweep_cases, expected)
   # Inputs longer than the maximum distance reach the logarithmic buckets' clamp.
-  assert any(c.length > c.kwargs["relative_attention_max_distance"] for c in cases)
+  assert any(c.length > c.kwargs["relative_attention_max_distance"] for c in sweep_cases())
 
 
 # ---- every option transformers has is handled or refused -------------------------------------
