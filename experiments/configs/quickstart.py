@@ -21,7 +21,11 @@ def get_config(arg=None):
       temporal_attention_depth=1,
       # The pooled caption joins the noise embedding (Imagen / DeepFloyd IF): every ResBlock
       # sees the colour and shape words, not only the cross-attention at the coarsest level.
-      text_pooling="attention", text_pooling_heads=2))
+      text_pooling="attention", text_pooling_heads=2,
+      # The temporal layers read the caption and the noise level (SPEC §2, beyond the paper):
+      # a T2I trained on single frames of these clips carries no motion words, so text-blind
+      # temporal layers cannot follow "left" or "bouncing" (issue: motion 0% without it).
+      temporal_text="film+cross_attention"))
   # 8 frames at 8 fps (every other frame of the stored 16 fps clips): the same 1 s of motion
   # at half the video stage's cost; the temporal down-sampling gives 8, 4 and 2 frames.
   c.data.update(dict(frames=8, fps=8))
