@@ -84,15 +84,11 @@ def guided_prediction(denoise_fn: DenoiseFn, x_t: jax.Array, noise_cond: jax.Arr
   if _is_static(guidance, 0.0):
     return denoise_fn(x_t, noise_cond, null_emb, null_mask)
   b = x_t.shape[0]
-  # Each example's conditional and null rows sit next to each other ([c0, u0, c1, u1, ...]),
-  # not in two halves: with the batch sharded over the mesh, a device's rows of the doubled
-  # batch are then the twins of its own rows (or, one example per two devices, the twins on
-  # neighbouring devices), so building and splitting the batch moves no data. Two halves would
-  # make the partitioner gather x_t across the batch axes.
-  pair = lambda a, z: jnp.stack([a, z], axis=1).reshape((2 * b,) + a.shape[1:])
-  both = denoise_fn(pair(x_t, x_t), pair(noise_cond, noise_cond), pair(text_emb, null_emb),
-                    pair(text_mask, null_mask))
-  both = both.reshape((b, 2) + both.shape[1:])
-  cond, uncond = both[:, 0], both[:, 1]
+  both = denoise_fn(
+      jnp.concatenate([x_t, x_t], axis=0),
+      jnp.concatenate([noise_cond, noise_cond], axis=0),
+      jnp.concatenate([text_emb, null_emb], axis=0),
+      jnp.concatenate([text_mask, null_mask], axis=0))
+  cond, uncond = both[:b], both[b:]
   guidance = jnp.asarray(guidance, both.dtype)
   return uncond + guidance * (cond - uncond)

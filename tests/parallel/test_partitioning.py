@@ -91,27 +91,3 @@ def test_gathers_of_parses_async_and_sync_collectives():
   assert hlo.bytes_by_kind(text)["all-gather"] == 64 * 32 * 32 * 128 * 2 + 16 * 8 * 2
   assert [g.name for g in hlo.gathers_of(text, 100)] == ["all-gather.1", "ags"]
 
-
-def test_guidance_batch_moves_no_data_across_the_batch_axes():
-  """The guided step's doubled batch (each clip with its null-text twin) is built and split
-  where the clips live: no collective at all, for a per-example denoiser."""
-  from stunet.diffusion import guidance  # pylint: disable=g-import-not-at-top
-  mesh = jax.make_mesh((1, 8, 1), ("data", "fsdp", "tensor"), axis_types=(AxisType.Auto,) * 3)
-  batch = NamedSharding(mesh, P(("data", "fsdp")))
-  b = 8
-  x = jax.ShapeDtypeStruct((b, T, H, W, 3), jnp.float32, sharding=batch)
-  noise = jax.ShapeDtypeStruct((b,), jnp.float32, sharding=batch)
-  text = jax.ShapeDtypeStruct((b, TEXT_LEN, TEXT_DIM), jnp.float32, sharding=batch)
-  mask = jax.ShapeDtypeStruct((b, TEXT_LEN), jnp.bool_, sharding=batch)
-
-  def denoise(x, noise, text, mask):  # per example, like the model
-    scale = jnp.sum(text * mask[..., None], axis=(1, 2)) + noise
-    return x * scale[:, None, None, None, None]
-
-  def guided(x, noise, text, mask):
-    null_emb, null_mask = guidance.null_text(TEXT_LEN, TEXT_DIM)
-    return guidance.guided_prediction(denoise, x, noise, text, mask, null_emb, null_mask, 3.0)
-
-  with jax.set_mesh(mesh):
-    compiled = jax.jit(guided, out_shardings=batch).lower(x, noise, text, mask).compile()
-  assert not hlo.collectives(compiled.as_text())
