@@ -35,7 +35,7 @@ from stunet.nn.t2i_unet import T2IUNet  # noqa: E402
 from tests.convert import sweep_coverage  # noqa: E402
 
 ATOL = 1e-4
-NUM_SAMPLED = 40
+NUM_SAMPLED = 37  # + the 3 configs = 40 per run (CI time)
 SEED = 19
 # Odd and prime: diffusers pads the added-K/V mask only when the text length differs from
 # the pixel count, so a 2x3 frame with 6 tokens would break the reference, not us.
