@@ -42,6 +42,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from stunet import config as config_lib
 from stunet.apps import cascade as cascade_lib
 from stunet.apps import conditional_sampling
 from stunet.apps import inputs as inputs_lib
@@ -211,15 +212,38 @@ def stage_dir(workdir: str, stage: str) -> str:
   return os.path.join(os.path.abspath(workdir), stage)
 
 
+def _with_new_fields(saved: dict, defaults: dict) -> dict:
+  """`saved` plus the fields of `defaults` it lacks (recursively); saved values win."""
+  out = dict(saved)
+  for key, value in defaults.items():
+    if key not in out:
+      out[key] = value
+    elif isinstance(value, dict) and isinstance(out[key], dict):
+      out[key] = _with_new_fields(out[key], value)
+  return out
+
+
 def load_run_config(workdir: str, stage: str) -> ml_collections.ConfigDict:
-  """The config a stage was trained with (`workdir/<stage>/config.json`)."""
+  """The config a stage was trained with (`workdir/<stage>/config.json`).
+
+  A field added to the code after the run was written takes its default, which is the
+  behaviour the run was trained with (new options default to the old behaviour; the resume
+  check, `stunet.train.compat`, treats them the same way).
+  """
   path = os.path.join(stage_dir(workdir, stage), "config.json")
   if not os.path.isfile(path):
     raise FileNotFoundError(
         f"no {stage!r} stage in {os.path.abspath(workdir)} ({path} is missing); train it with "
         f"{TRAIN_COMMAND.format(workdir=workdir)}")
   with open(path, encoding="utf-8") as f:
-    return ml_collections.ConfigDict(_tuples(json.load(f)))
+    saved = _tuples(json.load(f))
+  variant = saved.get("data", {}).get("builder_config", "demo")
+  try:
+    defaults = config_lib.default_config(variant).to_dict()
+  except ValueError:  # a dataset variant this code does not know: its data section as saved
+    defaults = config_lib.default_config().to_dict()
+    defaults.pop("data")
+  return ml_collections.ConfigDict(_tuples(_with_new_fields(saved, defaults)))
 
 
 def truncated_prompts(tokenizer: Any, prompts: Sequence[str]) -> list[int]:

@@ -35,6 +35,9 @@ def diffusion_config() -> ml_collections.ConfigDict:
   c.loss_weighting = "none"  # 'none' | 'min_snr' | 'v' | 'eps'
   c.min_snr_gamma = 5.0
   c.time_sampling = "low_discrepancy"  # 'low_discrepancy' | 'uniform'
+  # Correlation of a video's per-frame noise, in training and sampling (`stunet.diffusion.noise`,
+  # PYoCo's mixed noise prior): 0 = independent frames (the paper).
+  c.frame_noise_correlation = 0.0
   # Classifier-free guidance: probability of training on the null text.
   c.cond_drop = 0.1
   # Sampling defaults.
@@ -79,6 +82,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.min_snr_gamma <= 0:
     raise ValueError(f"diffusion.min_snr_gamma must be > 0, got {config.min_snr_gamma!r}")
   _one_of(config, "time_sampling", loss_lib.TIME_SAMPLINGS)
+  rho = config.frame_noise_correlation
+  if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0.0 <= rho < 1.0:
+    raise ValueError(f"diffusion.frame_noise_correlation must be in [0, 1) (0 = independent "
+                     f"frames), got {rho!r}")
   _in_range(config, "cond_drop", 0.0, 1.0)
   _one_of(config, "sampler", samplers.SAMPLERS)
   if not isinstance(config.sample_steps, int) or config.sample_steps < 1:

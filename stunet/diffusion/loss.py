@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from stunet.diffusion import guidance as guidance_lib
+from stunet.diffusion import noise as noise_lib
 from stunet.diffusion import parameterization
 from stunet.diffusion import schedules
 
@@ -111,7 +112,8 @@ def diffusion_loss(rng: jax.Array, denoise_fn: guidance_lib.DenoiseFn, x0: jax.A
   alpha, sigma = schedules.alpha_sigma(logsnr)
   alpha = schedules.expand_to(alpha, x0).astype(x0.dtype)
   sigma = schedules.expand_to(sigma, x0).astype(x0.dtype)
-  eps = jax.random.normal(noise_rng, x0.shape, x0.dtype)
+  eps = noise_lib.gaussian(noise_rng, x0.shape, x0.dtype,
+                          config.get("frame_noise_correlation", 0.0))
   x_t = alpha * x0 + sigma * eps
 
   dropped = jnp.zeros((b,), jnp.bool_)

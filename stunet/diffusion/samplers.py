@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from stunet.diffusion import guidance as guidance_lib
+from stunet.diffusion import noise as noise_lib
 from stunet.diffusion import parameterization
 from stunet.diffusion import schedules
 from stunet.diffusion import thresholding as thresholding_lib
@@ -120,7 +121,10 @@ def sample(key: jax.Array, denoise_fn: guidance_lib.DenoiseFn, shape: tuple[int,
   b = shape[0]
   logsnr_of = schedules.logsnr_fn(config, height, width)
   init_key, loop_key = jax.random.split(key)
-  start_noise = jax.random.normal(init_key, shape, jnp.float32)
+  # A video's frames share part of their noise when the model was trained so
+  # (`diffusion.frame_noise_correlation`), at the start and in every stochastic step.
+  rho = config.get("frame_noise_correlation", 0.0)
+  start_noise = noise_lib.gaussian(init_key, shape, jnp.float32, rho)
   if x_init is None and t_start == 1.0:
     x = start_noise
   else:
@@ -146,7 +150,7 @@ def sample(key: jax.Array, denoise_fn: guidance_lib.DenoiseFn, shape: tuple[int,
       x0_hat = thresholding_lib.threshold(x0_hat, thresholding, config.dynamic_percentile)
       # Keep eps consistent with the thresholded x0 so the step stays on the same x_t.
       eps_hat = parameterization.eps_from_x0(x, x0_hat, alpha_t, sigma_t)
-    noise = jax.random.normal(jax.random.fold_in(loop_key, i), shape, jnp.float32)
+    noise = noise_lib.gaussian(jax.random.fold_in(loop_key, i), shape, jnp.float32, rho)
     if sampler == "ddim":
       x_s = ddim_step(x0_hat, eps_hat, logsnr_t, logsnr_s, eta, noise)
     else:

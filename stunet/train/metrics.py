@@ -52,10 +52,16 @@ class MetricsWriter:
     self._bar = None
     self._last_time = time.perf_counter()
     self._last_step = start_step
+    # Training wall-clock of the stage so far (`elapsed_s` in the records): a resumed stage
+    # continues from the last logged value, so learning curves can be drawn against time.
+    self._elapsed = 0.0
     if not active:
       return
     os.makedirs(directory, exist_ok=True)
     truncate_jsonl(self.path, start_step)
+    if os.path.exists(self.path):
+      logged = [r["elapsed_s"] for r in read_jsonl(self.path) if "elapsed_s" in r]
+      self._elapsed = logged[-1] if logged else 0.0
     if tensorboard:
       if tensorboardX is None:
         logging.warning("tensorboardX is not installed; no TensorBoard events are written")
@@ -66,14 +72,18 @@ class MetricsWriter:
 
   def write(self, records: list[tuple[int, Mapping[str, float]]]) -> list[dict]:
     """Logs `(step, scalars)` records fetched together; the last gets `steps_per_sec` over
-    the window since the previous call (per-record rates would time the fetch, not steps)."""
+    the window since the previous call (per-record rates would time the fetch, not steps) and
+    `elapsed_s`, the stage's training wall-clock so far (compiles and checkpoint writes
+    included, accumulated over resumes)."""
     if not records:
       return []
     now = time.perf_counter()
     out = [{"step": int(s), **{k: float(v) for k, v in m.items()}} for s, m in records]
     last = out[-1]["step"]
+    self._elapsed += now - self._last_time
     if last > self._last_step:
       out[-1]["steps_per_sec"] = (last - self._last_step) / max(now - self._last_time, 1e-9)
+    out[-1]["elapsed_s"] = self._elapsed
     if self.active:
       with open(self.path, "a") as f:
         f.writelines(json.dumps(r) + "\n" for r in out)

@@ -163,3 +163,23 @@ def test_bad_options():
     sample_run.SampleOptions(params="best").validate()
   with pytest.raises(ValueError, match="num_samples must be a positive integer"):
     sample_run.SampleOptions(num_samples=0).validate()
+
+
+def test_run_config_from_before_a_new_field_takes_its_default(tmp_path):
+  """A run written before a config field existed loads with that field's default (the
+  behaviour it was trained with), keeping every value it saved."""
+  from stunet import config as config_lib
+  saved = config_lib.default_config("tiny").to_dict()
+  del saved["diffusion"]["frame_noise_correlation"]
+  del saved["optim"]["ema_warmup"]
+  saved["diffusion"]["guidance"] = 2.5
+  saved["data"]["frames"] = 4
+  os.makedirs(tmp_path / "video")
+  with open(tmp_path / "video" / "config.json", "w") as f:
+    json.dump(saved, f)
+  config = sample_run.load_run_config(str(tmp_path), "video")
+  assert config.diffusion.frame_noise_correlation == 0.0
+  assert config.optim.ema_warmup is True
+  assert config.diffusion.guidance == 2.5 and config.data.frames == 4
+  assert config.data.builder_config == "tiny"
+  assert config.model.channel_mult == tuple(saved["model"]["channel_mult"])
