@@ -109,7 +109,7 @@ class TrainStepSetup:
   def __post_init__(self):
     self.setup = build.build_stage(self.config, stages.get_stage(self.stage_name))
     self.mesh = mesh_lib.make_mesh(self.config.mesh, jax.devices()[:1])
-    self.rules = tuple(tuple(r) for r in self.config.mesh.rules)
+    self.rules = self.setup.rules
     self.batch_sharding = global_batch.batch_sharding(self.mesh, self.config.data.batch_axes)
     keys = (self.setup.stage.modality, "text_ids", "text_mask")
     self.state_shardings = state_lib.state_shardings(

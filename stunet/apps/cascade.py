@@ -51,7 +51,7 @@ class SSRSampler:
     self.resolution = int(c.stage.ssr.resolution)
     axes = tuple(a for a in c.data.batch_axes if a in mesh.axis_names)
     self.multiple = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
-    rules = tuple(tuple(r) for r in c.mesh.rules)
+    rules = setup.rules
     self._callback: Callable[[int], None] | None = None
 
     def on_step(step, x):

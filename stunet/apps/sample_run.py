@@ -277,7 +277,7 @@ def _restore_params(setup: build_lib.StageSetup, mesh: jax.sharding.Mesh, direct
     saved = ckpt.restore_meta(step)["compared_fields"]
     compat.check_resume(saved, compat.compared_fields(setup.config),
                         os.path.join(directory, str(step)), allow_change=False)
-  rules = tuple(tuple(r) for r in setup.config.mesh.rules)
+  rules = setup.rules
   target = state_lib.abstract_state(setup.boxed_init, mesh, rules, jax.random.key(0))
   state = ckpt.restore(step, target)
   ckpt.close()

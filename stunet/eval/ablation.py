@@ -157,7 +157,7 @@ def analyse(config, frames: int, batch: int = 1, time_repeats: int = 0,
   except ValueError as e:  # a stage's own fields (e.g. the TSR keyframe interval) do not fit
     return {"frames": frames, "error": str(e)}
   mesh = _single_device_mesh(setup.config)
-  rules = tuple(tuple(r) for r in setup.config.mesh.rules)
+  rules = setup.rules
   state = state_lib.abstract_state(setup.boxed_init, mesh, rules, jax.random.key(0))
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   batch_in = _abstract_batch(setup, batch, replicated)

@@ -272,7 +272,7 @@ def _setup(config: ml_collections.ConfigDict, topology: Topology, stage: str,
   setup = build_lib.build_stage(config, stages_lib.get_stage(stage),
                                 text_encoder=shape_only_text_encoder(config.text, t5_architecture))
   mesh = mesh_lib.make_mesh(setup.config.mesh, topology.devices())
-  rules = tuple(tuple(r) for r in setup.config.mesh.rules)
+  rules = setup.rules
   state = state_lib.abstract_state(setup.boxed_init, mesh, rules, jax.random.key(0))
   return setup, mesh, rules, state
 

@@ -9,6 +9,7 @@ is used at most once per array.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Sequence
 
@@ -18,6 +19,14 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 Rules = Sequence[tuple[str, Any]]
+
+
+def as_rules(config_rules: Any) -> tuple[tuple[str, Any], ...]:
+  """`config.mesh.rules` (lists after a JSON round trip) as the hashable tuple of pairs that
+  `jax.jit` closures and Flax's logical-axis context take; raises naming a malformed entry."""
+  rules = tuple(tuple(r) if isinstance(r, (list, tuple)) else r for r in config_rules)
+  rules_dict(rules)  # validates every entry
+  return tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in rules)
 
 
 def rules_dict(rules: Rules) -> dict[str, tuple[str, ...]]:
@@ -104,3 +113,73 @@ def constrain_leading(x: jax.Array, logical: Sequence[str]) -> jax.Array:
   full = tuple(s if s is not None else P.UNCONSTRAINED for s in spec)
   full += (P.UNCONSTRAINED,) * (x.ndim - len(full))
   return jax.lax.with_sharding_constraint(x, P(*full))
+
+
+# Mesh axes that shard parameters (the rules map parameter names only onto these).
+PARAMETER_AXES = ("fsdp", "tensor")
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardingReport:
+  """How well a parameter tree is spread over the parameter-sharding mesh axes.
+
+  Attributes:
+    total: parameters in the tree.
+    per_device: parameters one device holds.
+    ways: product of the sizes of the mesh's parameter-sharding axes (`PARAMETER_AXES`): a
+      perfectly sharded tree puts `total / ways` on each device.
+    excess: `per_device / (total / ways) - 1`, the extra memory over perfect sharding
+      (0 when perfectly sharded, `ways - 1` when fully replicated).
+    largest_replicated: `(path, parameters)` of the largest leaves no parameter axis shards.
+  """
+  total: int
+  per_device: int
+  ways: int
+  excess: float
+  largest_replicated: tuple[tuple[str, int], ...]
+
+  def describe(self) -> str:
+    leaves = ", ".join(f"{p} ({n:,})" for p, n in self.largest_replicated) or "none"
+    return (f"each device holds {self.per_device:,} of {self.total:,} parameters, "
+            f"{self.excess:.0%} more than perfect sharding over {self.ways} ways "
+            f"(mesh axes {PARAMETER_AXES}); largest unsharded leaves: {leaves}")
+
+
+def sharding_report(params: Any, shardings: Any, mesh: jax.sharding.Mesh,
+                    top: int = 5) -> ShardingReport:
+  """Compares the parameters one device holds with perfect sharding (see `ShardingReport`).
+
+  `params` holds arrays or `ShapeDtypeStruct`s, `shardings` the matching `NamedSharding`s.
+  maxtext's `assert_params_sufficiently_sharded` checks the same quantity.
+  """
+  ways = math.prod(mesh.shape[a] for a in PARAMETER_AXES if a in mesh.axis_names)
+  param_axes = {a for a in PARAMETER_AXES if a in mesh.axis_names and mesh.shape[a] > 1}
+  total = per_device = 0
+  replicated = []
+  flat, _ = jax.tree_util.tree_flatten_with_path(params)
+  flat_shardings = jax.tree.leaves(shardings)
+  for (path, leaf), sharding in zip(flat, flat_shardings):
+    size = math.prod(leaf.shape)
+    total += size
+    per_device += math.prod(sharding.shard_shape(tuple(leaf.shape)))
+    used = {a for entry in sharding.spec if entry is not None
+            for a in ((entry,) if isinstance(entry, str) else entry)}
+    if param_axes and not used & param_axes:
+      replicated.append((jax.tree_util.keystr(path), size))
+  replicated.sort(key=lambda item: -item[1])
+  excess = per_device / (total / ways) - 1.0 if total else 0.0
+  return ShardingReport(total, per_device, ways, excess, tuple(replicated[:top]))
+
+
+def check_sufficiently_sharded(params: Any, shardings: Any, mesh: jax.sharding.Mesh,
+                               tolerance: float) -> ShardingReport:
+  """Raises a `ValueError` when one device holds more than `1 + tolerance` times its share of
+  the parameters under perfect sharding (the rules replicate dims the mesh does not divide,
+  silently, so a bad mesh shape shows up only here); returns the report otherwise."""
+  report = sharding_report(params, shardings, mesh)
+  if report.excess > tolerance:
+    raise ValueError(
+        f"the parameters are not sufficiently sharded: {report.describe()}. Choose mesh "
+        f"sizes that divide the model's widths (model.channels, heads), change config.mesh.rules, "
+        f"or raise config.mesh.max_param_excess (now {tolerance}).")
+  return report

@@ -27,6 +27,7 @@ import optax
 
 from stunet.diffusion import config as diffusion_config_lib
 from stunet.nn.config import UNetConfig
+from stunet.parallel import sharding as sharding_lib
 from stunet.text import factory as text_factory
 from stunet.train import config as train_config_lib
 from stunet.train import optimizer as optimizer_lib
@@ -77,6 +78,8 @@ class StageSetup:
   # `unet_config.cond_channels` conditioning channels.
   example_shape: tuple[int, ...]
   text_pretrained: bool  # the text encoder's weights come from disk and stay frozen
+  # `config.mesh.rules` as hashable pairs (`sharding.as_rules`), resolved once per stage.
+  rules: tuple[tuple[str, Any], ...] = ()
 
   def boxed_init(self, rng: jax.Array, parent_params: Any = None) -> state_lib.TrainState:
     """Fresh boxed state; with `parent_params`, started from the parent stage's weights."""
@@ -92,8 +95,7 @@ class StageSetup:
     Without a parent, a pre-trained text encoder's weights replace the random ones; with a
     parent they come from the parent (its frozen copy of the same weights).
     """
-    rules = tuple(tuple(r) for r in self.config.mesh.rules)
-    state, shardings = state_lib.create_sharded_state(self.boxed_init, mesh, rules, rng,
+    state, shardings = state_lib.create_sharded_state(self.boxed_init, mesh, self.rules, rng,
                                                       parent_params)
     if self.text_pretrained and parent_params is None:
       pretrained = self.pretrained_text_params()
@@ -128,7 +130,7 @@ class StageSetup:
         schedule=self.schedule, diffusion=c.diffusion, modality=self.stage.modality,
         ema_decay=c.optim.ema_decay, ema_warmup=c.optim.get("ema_warmup", True),
         seed=c.seed if seed is None else seed,
-        rules=tuple(tuple(r) for r in c.mesh.rules),
+        rules=self.rules,
         condition=self.stage.conditioning(c) if self.stage.conditioning else None)
 
 
@@ -181,7 +183,8 @@ def build_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage,
   return StageSetup(stage=stage, config=c, unet_config=unet_config, model=model,
                     tokenizer=tokenizer, text_module=text_module, labels=labels,
                     schedule=schedule, tx=tx, init_params=init_params,
-                    example_shape=example_shape, text_pretrained=text_pretrained)
+                    example_shape=example_shape, text_pretrained=text_pretrained,
+                    rules=sharding_lib.as_rules(c.mesh.rules))
 
 
 def place_pretrained_text(values: Any, target: Any) -> Any:

@@ -104,6 +104,9 @@ def stage_config() -> ml_collections.ConfigDict:
   return c
 
 
+PARAM_SHARDING_CHECKS = ("warn", "error", "off")
+
+
 def mesh_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.axes = ("data", "fsdp", "tensor")
@@ -131,6 +134,12 @@ def mesh_config() -> ml_collections.ConfigDict:
       ("relpos_buckets", None),
       ("norm", None),
   )
+  # Parameter-sharding check when a stage's state is created or restored
+  # (`sharding.check_sufficiently_sharded`): one device may hold at most (1 + max_param_excess)
+  # times its share under perfect sharding over fsdp x tensor; beyond that the stage "warn"s
+  # (logs the largest unsharded leaves), "error"s, or skips the check ("off").
+  c.param_sharding_check = "warn"
+  c.max_param_excess = 0.1
   return c
 
 
@@ -193,6 +202,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"optim.weight_decay must be >= 0, got {o.weight_decay!r}")
   if o.grad_clip < 0:
     raise ValueError(f"optim.grad_clip must be >= 0 (0 = off), got {o.grad_clip!r}")
+  check = config.mesh.get("param_sharding_check", "warn")
+  if check not in PARAM_SHARDING_CHECKS:
+    raise ValueError(f"mesh.param_sharding_check must be one of {PARAM_SHARDING_CHECKS}, got "
+                     f"{check!r}")
+  excess = config.mesh.get("max_param_excess", 0.1)
+  if isinstance(excess, bool) or not isinstance(excess, (int, float)) or excess < 0:
+    raise ValueError(f"mesh.max_param_excess must be a number >= 0, got {excess!r}")
   _positive_int(config.ckpt.every_steps, "ckpt.every_steps")
   _positive_int(config.ckpt.keep_last, "ckpt.keep_last")
   _non_negative_int(config.ckpt.keep_every, "ckpt.keep_every")

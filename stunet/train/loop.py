@@ -34,6 +34,7 @@ from stunet.data import global_batch
 from stunet.data import pipeline
 from stunet.nn.config import UNetConfig
 from stunet.parallel import mesh as mesh_lib
+from stunet.parallel import sharding as sharding_lib
 from stunet.train import build as build_lib
 from stunet.train import checkpoint as checkpoint_lib
 from stunet.train import compat
@@ -56,6 +57,23 @@ class StageResult:
   step: int  # last step reached
   preempted: bool
   state: Any = None
+
+
+def check_param_sharding(mesh_config, params, shardings, mesh) -> None:
+  """`mesh.param_sharding_check` on a stage's parameters: warn (once per stage) or raise when
+  one device holds more than its share under perfect sharding allows (module
+  `stunet.parallel.sharding`: indivisible dims are replicated silently)."""
+  mode = mesh_config.get("param_sharding_check", "warn")
+  if mode == "off":
+    return
+  tolerance = mesh_config.get("max_param_excess", 0.1)
+  if mode == "error":
+    sharding_lib.check_sufficiently_sharded(params, shardings, mesh, tolerance)
+    return
+  report = sharding_lib.sharding_report(params, shardings, mesh)
+  if report.excess > tolerance:
+    logging.warning("parameters not sufficiently sharded (mesh.max_param_excess=%s): %s",
+                    tolerance, report.describe())
 
 
 def ensure_data(data_config: ml_collections.ConfigDict) -> None:
@@ -172,8 +190,8 @@ def load_imported_params(config, stage: stages_lib.Stage, directory: str,
                      f"{imported.get('text_width')} (its config.json 'text_width') but the "
                      f"text encoder of text.kind={config.text.kind!r} (text.t5_dir="
                      f"{config.text.t5_dir!r}) produces width {width}")
-  rules = tuple(tuple(r) for r in config.mesh.rules)
-  target = state_lib.abstract_state(parent_setup.boxed_init, mesh, rules, jax.random.key(0))
+  target = state_lib.abstract_state(parent_setup.boxed_init, mesh, parent_setup.rules,
+                                    jax.random.key(0))
   unet = imported_checkpoint.load_params(directory, target.params["unet"])
   text = build_lib.place_pretrained_text(parent_setup.pretrained_text_params(),
                                          target.params["text"])
@@ -202,8 +220,8 @@ def load_parent_params(config, stage: stages_lib.Stage, workdir: str,
         f"{directory}; run the {parent.name!r} stage first (config.stages) or set "
         f"config.stage.{stage.name}.init_from")
   parent_setup = build_lib.build_stage(config, parent)
-  rules = tuple(tuple(r) for r in config.mesh.rules)
-  target = state_lib.abstract_state(parent_setup.boxed_init, mesh, rules, jax.random.key(0))
+  target = state_lib.abstract_state(parent_setup.boxed_init, mesh, parent_setup.rules,
+                                    jax.random.key(0))
   state = ckpt.restore(step, target)
   ckpt.close()
   logging.info("stage %s: starting from %s step %d", stage.name, directory, step)
@@ -246,7 +264,7 @@ def run_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage, workdi
   c = setup.config
   stage_dir = os.path.join(os.path.abspath(workdir), stage.name)
   is_main = jax.process_index() == 0
-  rules = tuple(tuple(r) for r in c.mesh.rules)
+  rules = setup.rules
   num_steps = c.optim.num_steps
   compared = compat.compared_fields(c)
 
@@ -272,6 +290,7 @@ def run_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage, workdi
   else:
     parent = load_parent_params(config, stage, workdir, mesh) if stage.parent else None
     state, shardings = setup.create_state(mesh, rng, parent)
+  check_param_sharding(c.mesh, state.params, shardings.params, mesh)
   start = int(jax.device_get(state.step))
 
   if is_main:

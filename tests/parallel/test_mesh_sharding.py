@@ -92,3 +92,77 @@ def test_dcn_shape_over_one_slice_is_refused():
     mesh_lib.make_mesh(c)
   c.dcn_shape = (1, 1, 1)
   assert dict(mesh_lib.make_mesh(c).shape) == {"data": 1, "fsdp": 8, "tensor": 1}
+
+
+def test_rules_from_a_json_round_trip_are_hashable_pairs():
+  import json
+  config_rules = train_config.mesh_config().rules
+  rules = sharding_lib.as_rules(json.loads(json.dumps(config_rules)))
+  assert rules == sharding_lib.as_rules(config_rules)
+  hash(rules)  # jit closures and caches key on them
+  assert dict(rules)["activation_batch"] == ("data", "fsdp")
+  with pytest.raises(ValueError, match="mesh.rules entries must be"):
+    sharding_lib.as_rules([["embed", "fsdp", "tensor"]])
+
+
+def _abstract(shapes, specs, mesh):
+  from jax.sharding import NamedSharding
+  params = {k: jax.ShapeDtypeStruct(s, "float32") for k, s in shapes.items()}
+  shardings = {k: NamedSharding(mesh, specs[k]) for k in shapes}
+  return params, shardings
+
+
+def test_sharding_report_measures_the_excess_over_perfect_sharding():
+  mesh = mesh_lib.make_mesh(_mesh_config((1, 4, 2)))
+  params, shardings = _abstract({"kernel": (64, 32)}, {"kernel": P("fsdp", "tensor")}, mesh)
+  report = sharding_lib.sharding_report(params, shardings, mesh)
+  assert (report.total, report.per_device, report.ways) == (2048, 256, 8)
+  assert report.excess == 0 and report.largest_replicated == ()
+  # A replicated leaf of the same size: one device holds 256 + 2048 of an ideal 512.
+  params, shardings = _abstract({"kernel": (64, 32), "table": (2048,)},
+                                {"kernel": P("fsdp", "tensor"), "table": P()}, mesh)
+  report = sharding_lib.sharding_report(params, shardings, mesh)
+  assert report.per_device == 256 + 2048
+  assert report.excess == pytest.approx((256 + 2048) / 512 - 1)
+  assert report.largest_replicated == (("['table']", 2048),)
+  with pytest.raises(ValueError, match=r"not sufficiently sharded: .*\['table'\] \(2,048\)"
+                     r".*mesh.max_param_excess \(now 0.1\)"):
+    sharding_lib.check_sufficiently_sharded(params, shardings, mesh, 0.1)
+  assert sharding_lib.check_sufficiently_sharded(params, shardings, mesh, 4.0) == report
+
+
+def test_a_mesh_without_parameter_axes_is_never_in_excess():
+  mesh = mesh_lib.make_mesh(_mesh_config((8, 1, 1)))
+  params, shardings = _abstract({"table": (100,)}, {"table": P()}, mesh)
+  report = sharding_lib.sharding_report(params, shardings, mesh)
+  assert report.ways == 1 and report.excess == 0 and report.largest_replicated == ()
+
+
+def test_the_stage_check_warns_raises_or_stays_off(caplog):
+  from stunet.train import loop
+  mesh = mesh_lib.make_mesh(_mesh_config((1, 8, 1)))
+  params, shardings = _abstract({"norm": (10,)}, {"norm": P()}, mesh)
+  c = train_config.mesh_config()
+  c.param_sharding_check = "error"
+  with pytest.raises(ValueError, match="not sufficiently sharded"):
+    loop.check_param_sharding(c, params, shardings, mesh)
+  c.param_sharding_check = "warn"
+  with caplog.at_level("WARNING"):
+    loop.check_param_sharding(c, params, shardings, mesh)
+  assert "not sufficiently sharded" in caplog.text and "['norm'] (10)" in caplog.text
+  c.param_sharding_check = "off"
+  caplog.clear()
+  loop.check_param_sharding(c, params, shardings, mesh)
+  assert "sufficiently" not in caplog.text
+
+
+def test_bad_sharding_check_fields_are_named():
+  from stunet import config as config_lib
+  c = config_lib.default_config("tiny")
+  c.mesh.param_sharding_check = "loud"
+  with pytest.raises(ValueError, match="mesh.param_sharding_check must be one of"):
+    train_config.validate(c)
+  c.mesh.param_sharding_check = "warn"
+  c.mesh.max_param_excess = -1.0
+  with pytest.raises(ValueError, match="mesh.max_param_excess must be a number >= 0"):
+    train_config.validate(c)

@@ -8,6 +8,8 @@ v5p-128 against 18 GiB on v5p-8). The layers now pin their activations' batch di
 weights are what gets gathered; these tests hold that from the compiled HLO.
 """
 
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -22,7 +24,7 @@ from stunet.parallel import sharding as sharding_lib
 from stunet.train import config as train_config
 from tests.nn.unet_testing import TEXT_DIM, TEXT_LEN, tiny_unet_config
 
-RULES = tuple(tuple(r) for r in train_config.mesh_config().rules)
+RULES = sharding_lib.as_rules(train_config.mesh_config().rules)
 T, H, W = 8, 16, 16
 PER_DEVICE = 2  # clips per device
 
@@ -91,3 +93,38 @@ def test_gathers_of_parses_async_and_sync_collectives():
   assert hlo.bytes_by_kind(text)["all-gather"] == 64 * 32 * 32 * 128 * 2 + 16 * 8 * 2
   assert [g.name for g in hlo.gathers_of(text, 100)] == ["all-gather.1", "ags"]
 
+
+
+def _compiled_feed_forward(tensor: int):
+  """The GEGLU feed-forward on a (data 1, fsdp 2, tensor) mesh, tokens of 2 examples per
+  fsdp shard, compiled; returns the HLO text and the per-device hidden activation's size."""
+  from stunet.nn import blocks
+  fsdp, width, tokens = 2, 32, 256
+  mesh = jax.make_mesh((1, fsdp, tensor), ("data", "fsdp", "tensor"),
+                       axis_types=(AxisType.Auto,) * 3, devices=jax.devices()[:fsdp * tensor])
+  module = blocks.FeedForward(mult=4)
+  batch = NamedSharding(mesh, P(("data", "fsdp")))
+  x = jax.ShapeDtypeStruct((2 * fsdp, tokens, width), jnp.float32, sharding=batch)
+  boxed = jax.eval_shape(module.init, jax.random.key(0), x)["params"]
+  shardings = sharding_lib.tree_shardings(boxed, mesh, RULES)
+  params = jax.tree.map(lambda p, s: jax.ShapeDtypeStruct(p.shape, p.dtype, sharding=s),
+                        nn.unbox(boxed), shardings)
+
+  def forward(params, x):
+    with nn.logical_axis_rules(RULES):
+      return module.apply({"params": params}, x)
+
+  with jax.set_mesh(mesh):
+    text = jax.jit(forward, out_shardings=batch).lower(params, x).compile().as_text()
+  hidden = 2 * tokens * 4 * width // tensor  # one device's share of value (or gate)
+  return text, hidden
+
+
+def test_geglu_halves_stay_on_their_tensor_shard():
+  """Under a tensor axis the GEGLU kernel's columns are split over devices; splitting its
+  output into value and gate halves must not move activations between them (only the
+  small weights may be resharded)."""
+  text, hidden = _compiled_feed_forward(tensor=2)
+  moved = [c for c in hlo.collectives(text)
+           if c.kind != "all-reduce" and math.prod(c.shape) >= hidden // 4]
+  assert not moved, [(c.kind, c.shape) for c in moved]
