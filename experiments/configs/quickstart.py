@@ -41,9 +41,10 @@ def get_config(arg=None):
   c.diffusion.sampler = "ddpm"
   c.diffusion.guidance = 1.0
   c.optim.update(dict(num_steps=400, warmup_steps=20, learning_rate=2e-3, ema_decay=0.99))
-  # T2I: batch 16 for 1500 steps. At the same wall-clock, more smaller steps learn more than
-  # batch 32 x 1000 (validation detection 72% vs 61%); the learning curve is flat from 1500 to
-  # 2000 steps (benchmarks/results/learning_curve_quickstart.md).
+  # T2I: batch 16. At equal wall-clock, batch 16 x 2000 steps beat batch 32 x 1000 on
+  # validation captions (detection 72% vs 61%, colour 50% vs 42%); 1500 steps keep the whole
+  # job near 11 minutes (the committed run's T2I curve is still rising there:
+  # benchmarks/results/learning_curve_quickstart_t2i.md).
   c.stage.t2i.update(dict(num_steps=1500, global_batch_size=16))
   # Video: every weight trains (`all`, beyond the paper's frozen T2I): at this budget the
   # spatial layers keep improving on the video stage's 64 frames per step (validation colour

@@ -28,6 +28,7 @@ import numpy as np
 
 from stunet.eval import metrics as metrics_lib
 from stunet.eval import run_evaluation
+from stunet.train import metrics as train_metrics
 
 # Stages whose samples the detector can score against their captions.
 STAGES = ("t2i", "video")
@@ -74,13 +75,8 @@ def elapsed_records(stage_dir: str) -> list[tuple[int, float]]:
   path = os.path.join(stage_dir, "metrics.jsonl")
   if not os.path.isfile(path):
     return []
-  out = []
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      if line.strip():
-        record = json.loads(line)
-        if record.get("elapsed_s") is not None:
-          out.append((int(record["step"]), float(record["elapsed_s"])))
+  out = [(int(r["step"]), float(r["elapsed_s"])) for r in train_metrics.read_jsonl(path)
+         if r.get("elapsed_s") is not None]
   return sorted(out)
 
 
