@@ -236,7 +236,7 @@ def load_run_config(workdir: str, stage: str) -> ml_collections.ConfigDict:
         f"no {stage!r} stage in {os.path.abspath(workdir)} ({path} is missing); train it with "
         f"{TRAIN_COMMAND.format(workdir=workdir)}")
   with open(path, encoding="utf-8") as f:
-    saved = _tuples(json.load(f))
+    saved = json.load(f)
   variant = saved.get("data", {}).get("builder_config", "demo")
   try:
     defaults = config_lib.default_config(variant).to_dict()
