@@ -131,7 +131,8 @@ class StageSetup:
         ema_decay=c.optim.ema_decay, ema_warmup=c.optim.get("ema_warmup", True),
         seed=c.seed if seed is None else seed,
         rules=self.rules,
-        condition=self.stage.conditioning(c) if self.stage.conditioning else None)
+        condition=self.stage.conditioning(c) if self.stage.conditioning else None,
+        grad_accum_steps=c.optim.get("grad_accum_steps", 1))
 
 
 def stage_example_shape(config, unet_config: UNetConfig, modality: str) -> tuple[int, ...]:

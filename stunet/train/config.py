@@ -25,6 +25,10 @@ def optim_config() -> ml_collections.ConfigDict:
   # forgets the random init (without it, 0.999 still holds 37% of it after 1000 steps).
   c.ema_warmup = True
   c.num_steps = 1000
+  # Gradient accumulation: each update averages the gradients of this many microbatches of
+  # data.global_batch_size / grad_accum_steps examples, run one after another (activation
+  # memory of one microbatch). It must divide the per-device batch.
+  c.grad_accum_steps = 1
   return c
 
 
@@ -191,6 +195,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _non_negative_int(o.warmup_steps, "optim.warmup_steps")
   _non_negative_int(o.decay_steps, "optim.decay_steps")
   _positive_int(o.num_steps, "optim.num_steps")
+  _positive_int(o.get("grad_accum_steps", 1), "optim.grad_accum_steps")
   if not 0.0 <= o.end_lr_fraction <= 1.0:
     raise ValueError(f"optim.end_lr_fraction must be in [0, 1], got {o.end_lr_fraction!r}")
   if not isinstance(o.get("ema_warmup", True), bool):

@@ -39,8 +39,25 @@ def check_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage,
   build_lib.stage_example_shape(c, unet_config, stage.modality)
   global_batch.check_batch_size(c.data.global_batch_size, jax.process_count(), mesh,
                                 c.data.batch_axes)
+  check_grad_accum(c, mesh)
   _check_paths(c, stage)
   return c
+
+
+def check_grad_accum(c: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> None:
+  """`optim.grad_accum_steps` must divide every device's share of the global batch: each
+  microbatch then takes the same number of examples from every device's own shard."""
+  k = c.optim.get("grad_accum_steps", 1)
+  if k == 1:
+    return
+  per_device = c.data.global_batch_size // global_batch.data_parallel_size(mesh,
+                                                                            c.data.batch_axes)
+  if per_device % k:
+    raise ValueError(
+        f"optim.grad_accum_steps={k} does not divide the per-device batch of {per_device} "
+        f"(data.global_batch_size={c.data.global_batch_size} over a data-parallel size of "
+        f"{global_batch.data_parallel_size(mesh, c.data.batch_axes)}); use a divisor of "
+        f"{per_device} or a larger global batch")
 
 
 def check_run(config: ml_collections.ConfigDict,
