@@ -202,6 +202,7 @@ class FitReport:
   error: str = ""  # the compiler's RESOURCE_EXHAUSTED message, if it ran out of memory
   what: str = "train"  # 'train': one train step; 'sample': one guided denoising step
   sample_steps: int = 0  # denoising steps of one sample (config.diffusion.sample_steps)
+  grad_accum_steps: int = 1  # microbatches per train step (config.optim.grad_accum_steps)
 
   @property
   def hbm_bytes(self) -> int:
@@ -327,7 +328,8 @@ def check_train_step(config: ml_collections.ConfigDict, topology: Topology,
       topology=topology, mesh_shape=dict(mesh.shape), global_batch_size=c.data.global_batch_size,
       param_bytes=_shard_bytes(state.params), opt_bytes=_shard_bytes(state.opt_state),
       ema_bytes=_shard_bytes(state.ema_params), argument_bytes=0, output_bytes=0, alias_bytes=0,
-      temp_bytes=0, peak_bytes=0, flops=0.0, compile_seconds=0.0)
+      temp_bytes=0, peak_bytes=0, flops=0.0, compile_seconds=0.0,
+      grad_accum_steps=int(c.optim.get("grad_accum_steps", 1)))
   return _compile_and_measure(step.jitted, (state, batch), mesh, report)
 
 
@@ -405,16 +407,29 @@ def levers(report: FitReport, config: ml_collections.ConfigDict) -> list[str]:
   data_parallel = n // tensor
   batch_flag = ("--sample_batch" if report.what == "sample" else
                 "--config.data.global_batch_size")
-  if b >= 2 * data_parallel:
+  accum = report.grad_accum_steps if report.what == "train" else 1
+  per_step = b // accum  # examples in one forward/backward pass
+  if report.what == "train" and per_step >= 2 * data_parallel:
+    out.append(f"accumulate gradients over twice as many microbatches: "
+               f"--config.optim.grad_accum_steps={2 * accum} (the global batch of {b} stays; "
+               f"now {per_step // data_parallel} clips per device per pass; activations scale "
+               f"with it)")
+  elif report.what != "train" and b >= 2 * data_parallel:
     out.append(f"halve the batch: {batch_flag}={b // 2} (now {b}, "
                f"{b // data_parallel} per data-parallel device; activations scale with it)")
   else:
     # One clip per device already: split each clip's activations (their channels) over a
     # tensor axis instead, at the price of more collectives.
     t = tensor * 4
+    new_dp = max(1, n // t)
+    if report.what == "train" and b % new_dp == 0 and b > new_dp:
+      keep = (f"--config.optim.grad_accum_steps={b // new_dp} (the global batch of {b} stays, "
+              f"one clip per {t} devices per pass)")
+    else:
+      keep = f"{batch_flag}={new_dp}"
     out.append(f"split each clip over {t} devices: --config.mesh.shape=(1,-1,{t}) with "
-               f"{batch_flag}={max(1, n // t)} (activation channels are sharded over 'tensor'; "
-               f"now {b // data_parallel} clip per device)")
+               f"{keep} (activation channels are sharded over 'tensor'; now "
+               f"{per_step // data_parallel} clip per device)")
   out.append("or a topology with more chips / more HBM per chip")
   return out
 
@@ -424,7 +439,10 @@ def format_report(report: FitReport, config: ml_collections.ConfigDict) -> str:
   mesh = ", ".join(f"{k}={v}" for k, v in report.mesh_shape.items())
   lines = [
       f"topology   {t.accelerator_type} x{t.num_slices} slice(s): {t.num_chips} chips "
-      f"({t.topology_name}), mesh {mesh}, global batch {report.global_batch_size}",
+      f"({t.topology_name}), mesh {mesh}, global batch {report.global_batch_size}"
+      + (f" ({report.grad_accum_steps} microbatches of "
+         f"{report.global_batch_size // report.grad_accum_steps})"
+         if report.grad_accum_steps > 1 else ""),
   ]
   if report.what == "sample":
     lines += [

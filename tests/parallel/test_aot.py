@@ -114,7 +114,8 @@ def test_oversized_batch_reports_overflow_and_fails():
   assert re.search(r"fits       NO: over by [\d.]+ GiB", r.stdout), r.stdout
   assert "15.75 GiB HBM" in r.stdout
   assert "--config.model.remat=True" in r.stdout
-  assert "--config.data.global_batch_size=8192" in r.stdout
+  # Accumulation keeps the global batch: it is named before shrinking the batch.
+  assert "--config.optim.grad_accum_steps=2 (the global batch of 16384 stays" in r.stdout
 
 
 @needs_libtpu
@@ -169,11 +170,33 @@ def test_levers_when_one_clip_per_device():
       compile_seconds=0.0)
   from experiments.configs import base  # pylint: disable=g-import-not-at-top
   text = "\n".join(aot.levers(report, base.get_config()))
-  assert "halve the batch" not in text  # 128 clips cannot be split over 256 devices
-  assert "--config.mesh.shape=(1,-1,4) with --config.data.global_batch_size=64" in text
-  report.global_batch_size = 1024
-  assert "--config.data.global_batch_size=512 (now 1024, 4 per data-parallel device" in "\n".join(
+  assert "halve the batch" not in text and "grad_accum_steps=2 " not in text
+  # The global batch stays: 4 microbatches of 64 clips, each split over 4 devices.
+  assert ("--config.mesh.shape=(1,-1,4) with --config.optim.grad_accum_steps=4 (the global "
+          "batch of 256 stays") in text
+  report.what = "sample"
+  assert "--config.mesh.shape=(1,-1,4) with --sample_batch=64" in "\n".join(
       aot.levers(report, base.get_config()))
+
+
+def test_levers_accumulate_gradients_before_shrinking_the_train_batch():
+  from experiments.configs import base  # pylint: disable=g-import-not-at-top
+  report = aot.FitReport(
+      topology=aot.parse_topology("v5e-256"), mesh_shape={"data": 1, "fsdp": 256, "tensor": 1},
+      global_batch_size=1024, param_bytes=1, opt_bytes=1, ema_bytes=1, argument_bytes=0,
+      output_bytes=0, alias_bytes=0, temp_bytes=0, peak_bytes=20 * aot.GIB, flops=0.0,
+      compile_seconds=0.0)
+  config = base.get_config()
+  text = "\n".join(aot.levers(report, config))
+  assert ("--config.optim.grad_accum_steps=2 (the global batch of 1024 stays; now 4 clips per "
+          "device per pass") in text
+  assert "halve the batch" not in text
+  report.grad_accum_steps = 2
+  assert "--config.optim.grad_accum_steps=4 (the global batch of 1024 stays; now 2 clips" in (
+      "\n".join(aot.levers(report, config)))
+  report.what = "sample"  # sampling has no gradients: a smaller batch per call
+  assert "--sample_batch=512 (now 1024, 4 per data-parallel device" in "\n".join(
+      aot.levers(report, config))
 
 
 def _text_config(**overrides):
