@@ -50,14 +50,13 @@ def check_grad_accum(c: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> N
   k = c.optim.get("grad_accum_steps", 1)
   if k == 1:
     return
-  per_device = c.data.global_batch_size // global_batch.data_parallel_size(mesh,
-                                                                            c.data.batch_axes)
+  data_parallel = global_batch.data_parallel_size(mesh, c.data.batch_axes)
+  per_device = c.data.global_batch_size // data_parallel
   if per_device % k:
     raise ValueError(
         f"optim.grad_accum_steps={k} does not divide the per-device batch of {per_device} "
         f"(data.global_batch_size={c.data.global_batch_size} over a data-parallel size of "
-        f"{global_batch.data_parallel_size(mesh, c.data.batch_axes)}); use a divisor of "
-        f"{per_device} or a larger global batch")
+        f"{data_parallel}); use a divisor of {per_device} or a larger global batch")
 
 
 def check_run(config: ml_collections.ConfigDict,

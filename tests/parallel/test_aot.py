@@ -162,12 +162,17 @@ def test_sample_step_on_two_slices():
   assert sample_s == pytest.approx(8 * peak_s, rel=1e-3)
 
 
-def test_levers_when_one_clip_per_device():
-  report = aot.FitReport(
+def _v5e_256_over_hbm(global_batch_size):
+  """A train-step report of fsdp=256 on v5e-256 that asks 20 GiB per chip (HBM 15.75)."""
+  return aot.FitReport(
       topology=aot.parse_topology("v5e-256"), mesh_shape={"data": 1, "fsdp": 256, "tensor": 1},
-      global_batch_size=256, param_bytes=1, opt_bytes=1, ema_bytes=1, argument_bytes=0,
-      output_bytes=0, alias_bytes=0, temp_bytes=0, peak_bytes=20 * aot.GIB, flops=0.0,
-      compile_seconds=0.0)
+      global_batch_size=global_batch_size, param_bytes=1, opt_bytes=1, ema_bytes=1,
+      argument_bytes=0, output_bytes=0, alias_bytes=0, temp_bytes=0, peak_bytes=20 * aot.GIB,
+      flops=0.0, compile_seconds=0.0)
+
+
+def test_levers_when_one_clip_per_device():
+  report = _v5e_256_over_hbm(global_batch_size=256)
   from experiments.configs import base  # pylint: disable=g-import-not-at-top
   text = "\n".join(aot.levers(report, base.get_config()))
   assert "halve the batch" not in text and "grad_accum_steps=2 " not in text
@@ -181,11 +186,7 @@ def test_levers_when_one_clip_per_device():
 
 def test_levers_accumulate_gradients_before_shrinking_the_train_batch():
   from experiments.configs import base  # pylint: disable=g-import-not-at-top
-  report = aot.FitReport(
-      topology=aot.parse_topology("v5e-256"), mesh_shape={"data": 1, "fsdp": 256, "tensor": 1},
-      global_batch_size=1024, param_bytes=1, opt_bytes=1, ema_bytes=1, argument_bytes=0,
-      output_bytes=0, alias_bytes=0, temp_bytes=0, peak_bytes=20 * aot.GIB, flops=0.0,
-      compile_seconds=0.0)
+  report = _v5e_256_over_hbm(global_batch_size=1024)
   config = base.get_config()
   text = "\n".join(aot.levers(report, config))
   assert ("--config.optim.grad_accum_steps=2 (the global batch of 1024 stays; now 4 clips per "
