@@ -306,14 +306,19 @@ class Sweep:
           row = analyse(*args)
         _append_row(self.analysis_path, {"variant": name, "kind": "analysis", **row})
 
-  def run_training(self, train_steps: int, eval_prompts: int) -> None:
-    """Trains every variant for `train_steps` from one T2I run, then evaluates it."""
+  def run_training(self, train_steps: int, eval_prompts: int,
+                   mesh: jax.sharding.Mesh | None = None) -> None:
+    """Trains every variant for `train_steps` from one T2I run, then evaluates it.
+
+    `mesh` (default: each run's `config.mesh` over all devices) is the one every stage trains
+    and samples on.
+    """
     from stunet.train import loop
     t2i_dir = os.path.join(self.workdir, "runs", "t2i")
     base = ml_collections.ConfigDict(self.sweep.base.to_dict())
     base.stages = "t2i"
     self.log(f"[t2i] training the shared T2I U-Net in {t2i_dir}")
-    loop.train(base, t2i_dir)
+    loop.train(base, t2i_dir, mesh=mesh)
     done = {_key(r) for r in self.rows()}
     for name, config in self.configs.items():
       if (name, "quality", None) in done:
@@ -321,16 +326,17 @@ class Sweep:
       workdir = os.path.join(self.workdir, "runs", name)
       train = (self._train_keyframes_tsr if self.kinds[name] == "keyframes_tsr"
                else self._train_video)
-      outcome = train(name, config, int(train_steps), os.path.join(t2i_dir, "t2i"), workdir)
+      outcome = train(name, config, int(train_steps), os.path.join(t2i_dir, "t2i"), workdir,
+                      mesh)
       if outcome is None:  # preempted
         return
       if "error" in outcome:
         _append_row(self.analysis_path, {"variant": name, "kind": "quality", **outcome})
         continue
-      self._evaluate(name, workdir, int(train_steps), int(eval_prompts), **outcome)
+      self._evaluate(name, workdir, int(train_steps), int(eval_prompts), mesh, **outcome)
 
-  def _train_video(self, name: str, config, train_steps: int, t2i: str, workdir: str
-                   ) -> dict | None:
+  def _train_video(self, name: str, config, train_steps: int, t2i: str, workdir: str,
+                   mesh: jax.sharding.Mesh | None) -> dict | None:
     """The variant's video stage; `{'error': ...}`, `{}` when trained, None when preempted."""
     from stunet.train import loop
     c = ml_collections.ConfigDict(config.to_dict())
@@ -342,10 +348,10 @@ class Sweep:
     if error:
       return {"error": error}
     self.log(f"[{name}] training the video stage for {train_steps} steps in {workdir}")
-    return None if loop.train(c, workdir)[-1].preempted else {}
+    return None if loop.train(c, workdir, mesh=mesh)[-1].preempted else {}
 
-  def _train_keyframes_tsr(self, name: str, config, train_steps: int, t2i: str, workdir: str
-                           ) -> dict | None:
+  def _train_keyframes_tsr(self, name: str, config, train_steps: int, t2i: str, workdir: str,
+                           mesh: jax.sharding.Mesh | None) -> dict | None:
     """The keyframe model (stage video) and the TSR model (stage tsr) in one workdir, the
     step budget split by `keyframe_step_fraction`, both at the video stage's batch."""
     from stunet.apps import sample_run
@@ -376,17 +382,18 @@ class Sweep:
     for stage, stage_config, steps in (("keyframe (video)", keyframes, keyframe_steps),
                                        ("tsr", tsr, tsr_steps)):
       self.log(f"[{name}] training the {stage} stage for {steps} steps in {workdir}")
-      if loop.train(stage_config, workdir)[-1].preempted:
+      if loop.train(stage_config, workdir, mesh=mesh)[-1].preempted:
         return None
     return {"tsr": sample_run.TSROptions(workdir=workdir),
             "extra": {"keyframe_steps": keyframe_steps, "tsr_steps": tsr_steps,
                       "keyframe_interval": int(c.stage.tsr.keyframe_interval)}}
 
   def _evaluate(self, name: str, workdir: str, train_steps: int, eval_prompts: int,
-                tsr=None, extra: dict | None = None) -> None:
+                mesh: jax.sharding.Mesh | None, tsr=None, extra: dict | None = None) -> None:
     from stunet.eval import run_evaluation
     record = run_evaluation.evaluate_run(
-        workdir, run_evaluation.EvalOptions(split="test", max_prompts=eval_prompts), tsr=tsr)
+        workdir, run_evaluation.EvalOptions(split="test", max_prompts=eval_prompts), mesh=mesh,
+        tsr=tsr)
     row = {"variant": name, "kind": "quality", "error": "", "train_steps": train_steps,
            "metrics_json": os.path.join(record["out_dir"], "metrics.json"),
            **_quality_numbers(record["summary"]), **(extra or {})}

@@ -5,11 +5,13 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 from PIL import Image
 import pytest
 
 from stunet.apps import sample_run
+from stunet.parallel import mesh as mesh_lib
 from stunet.text import byte_tokenizer
 from stunet.train import compat
 from stunet.train import loop
@@ -30,9 +32,11 @@ def _config(data_dir):  # noqa: F811
 
 @pytest.fixture(scope="module")
 def workdir(data_dir, tmp_path_factory):  # noqa: F811
-  """A 2-step t2i + 2-step video run on the 8 test devices."""
+  """A 2-step t2i + 2-step video run, trained on one device (compiling for eight costs more
+  than the steps); the tests sample it on all eight."""
   path = str(tmp_path_factory.mktemp("run"))
-  results = loop.train(_config(data_dir), path)
+  c = _config(data_dir)
+  results = loop.train(c, path, mesh=mesh_lib.make_mesh(c.mesh, devices=jax.devices()[:1]))
   assert [(r.stage, r.step) for r in results] == [("t2i", 2), ("video", 2)]
   return path
 

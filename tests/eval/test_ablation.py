@@ -4,10 +4,12 @@ import csv
 import json
 import os
 
+import jax
 import pytest
 
 from experiments.configs import ablation as ablation_config
 from stunet.eval import ablation
+from stunet.parallel import mesh as mesh_lib
 from tests.eval.conftest import MODEL_OVERRIDES
 
 VARIANTS = ("stunet", "no_temporal_downsampling")
@@ -174,7 +176,9 @@ def test_training_mode_evaluates_each_variant_once(tmp_path):
   sweep.base.log.update(dict(num_samples=0, progress_bar=False, tensorboard=False))
   logged = []
   runner = ablation.Sweep(sweep, str(tmp_path / "sweep"), log=logged.append)
-  runner.run_training(train_steps=2, eval_prompts=2)
+  # One device: compiling for all eight costs more than these 2-step runs.
+  mesh = mesh_lib.make_mesh(sweep.base.mesh, devices=jax.devices()[:1])
+  runner.run_training(train_steps=2, eval_prompts=2, mesh=mesh)
   quality = {r["variant"]: r for r in runner.rows() if r["kind"] == "quality"}
   assert set(quality) == {"stunet", "keyframes_tsr"}
   for q in quality.values():
@@ -199,7 +203,7 @@ def test_training_mode_evaluates_each_variant_once(tmp_path):
   assert "fast-motion captions only" in markdown
 
   logged.clear()
-  runner.run_training(train_steps=2, eval_prompts=2)  # resumed: both variants are done
+  runner.run_training(train_steps=2, eval_prompts=2, mesh=mesh)  # resumed: both variants are done
   assert len(logged) == 1 and "[t2i]" in logged[0]
   for stage in ("video", "tsr"):  # a re-run neither retrains nor continues the cascade
     assert sorted(os.listdir(os.path.join(run, stage, "checkpoints"))) == ["1"]

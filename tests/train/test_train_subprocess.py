@@ -43,8 +43,10 @@ def _command(workdir, data_dir, *extra):
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
   e = dict(os.environ)
-  e.pop("XLA_FLAGS", None)
-  e.update(JAX_PLATFORMS="cpu",
+  # Not the session's 8 forced host devices (the run sets its own with --cpu_devices), but
+  # the session's fast-compile flags.
+  e.update(XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
+           JAX_PLATFORMS="cpu",
            JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax_cache")),
            JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
            JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
