@@ -18,7 +18,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from stunet.apps import ssr
-from stunet.diffusion import guidance as guidance_lib
 from stunet.diffusion import multidiffusion
 from stunet.train import build as build_lib
 
@@ -63,7 +62,7 @@ class SSRSampler:
       with nn.logical_axis_rules(rules):
         emb = setup.text_module.apply({"params": params["text"]}, ids, mask)
         emb = emb.astype(jnp.float32)
-        null_emb, null_mask = guidance_lib.null_text(emb.shape[1], emb.shape[2])
+        null_emb, null_mask = setup.null_text(params["text"], emb)
         aug_key, sample_key = jax.random.split(key)
         cond = ssr.condition(aug_key, low, self.resolution, c.stage.ssr.sample_noise_aug,
                              c.diffusion)

@@ -16,6 +16,7 @@ from stunet.diffusion import thresholding
 
 NOISE_CONDS = ("time", "logsnr")
 SCHEDULES = ("cosine",)
+NULL_TEXTS = ("auto", "zeros", "empty_caption")
 
 
 def diffusion_config() -> ml_collections.ConfigDict:
@@ -40,6 +41,13 @@ def diffusion_config() -> ml_collections.ConfigDict:
   c.frame_noise_correlation = 0.0
   # Classifier-free guidance: probability of training on the null text.
   c.cond_drop = 0.1
+  # The null text (dropped captions in training, the unconditional half of guidance):
+  # 'zeros' = an all-zero embedding valid at position 0 (`guidance.null_text`);
+  # 'empty_caption' = the text encoder's embedding of "" with its tokenizer's mask, what public
+  # SD / DeepFloyd IF U-Nets were trained with; 'auto' = 'empty_caption' for a U-Net imported
+  # from public weights and what the parent stage used otherwise ('zeros' from scratch),
+  # resolved when a stage starts and saved in its config.json.
+  c.null_text = "auto"
   # Sampling defaults.
   c.sampler = "ddim"  # 'ddim' | 'ddpm'
   c.sample_steps = 64
@@ -70,6 +78,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if missing:
     raise ValueError(f"diffusion config is missing fields: {missing}")
   _one_of(config, "schedule", SCHEDULES)
+  _one_of(config, "null_text", NULL_TEXTS)
   if not config.logsnr_min < config.logsnr_max:
     raise ValueError(f"diffusion.logsnr_min ({config.logsnr_min}) must be < "
                      f"diffusion.logsnr_max ({config.logsnr_max})")

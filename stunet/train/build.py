@@ -29,6 +29,7 @@ from stunet.diffusion import config as diffusion_config_lib
 from stunet.nn.config import UNetConfig
 from stunet.parallel import sharding as sharding_lib
 from stunet.text import factory as text_factory
+from stunet.text import null_text as null_text_lib
 from stunet.train import config as train_config_lib
 from stunet.train import optimizer as optimizer_lib
 from stunet.train import stages as stages_lib
@@ -113,6 +114,13 @@ class StageSetup:
       raise ValueError(f"text.kind={self.config.text.kind!r} has no pre-trained weights")
     return variables["params"]
 
+  def null_text(self, text_params: Any, text_emb: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """`(null_emb [L, d], null_mask [L])` of `config.diffusion.null_text` for captions
+    embedded as `text_emb [b, L, d]` by `text_params` (traced inside the step / sampler)."""
+    return null_text_lib.null_text(self.config.diffusion.get("null_text", "zeros"),
+                                   self.tokenizer, self.text_module, text_params,
+                                   text_emb.shape[-2], text_emb.shape[-1])
+
   def text_width(self) -> int:
     """Width of the text embeddings the encoder produces (the U-Net's cross-attention input)."""
     length = self.tokenizer.max_length
@@ -132,7 +140,8 @@ class StageSetup:
         seed=c.seed if seed is None else seed,
         rules=self.rules,
         condition=self.stage.conditioning(c) if self.stage.conditioning else None,
-        grad_accum_steps=c.optim.get("grad_accum_steps", 1))
+        grad_accum_steps=c.optim.get("grad_accum_steps", 1),
+        null_text=self.null_text)
 
 
 def stage_example_shape(config, unet_config: UNetConfig, modality: str) -> tuple[int, ...]:

@@ -26,6 +26,10 @@ IGNORED = ("data.data_dir", "data.read_threads", "data.worker_count", "data.pref
            "model.spatial_conv_impl", "model.attention_impl", "model.remat")
 
 
+# Fields added after checkpoints existed whose default is resolved when a stage starts: the
+# value a run saved before the field existed behaved as (`diffusion.null_text` 'auto' resolves
+# to what the stage uses; the code before it always used zeros).
+ABSENT_MEANS = {"diffusion.null_text": "zeros"}
 
 
 def section_defaults() -> dict[str, Any]:
@@ -91,7 +95,7 @@ def check_resume(saved: dict[str, Any], current: dict[str, Any], where: str,
   current = {k: v for k, v in current.items() if k not in IGNORED}
   # A field added to the code after the checkpoint was written: the run behaved as its default
   # does (new options default to the old behaviour), so the default is not a change.
-  defaults = section_defaults()
+  defaults = {**section_defaults(), **ABSENT_MEANS}
   for k, v in current.items():
     if k not in saved and k in defaults and defaults[k] == v:
       saved[k] = v

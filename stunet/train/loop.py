@@ -133,6 +133,42 @@ def _imported_workdir(config, stage: stages_lib.Stage) -> str | None:
   return directory if isinstance(imported, dict) and "imported_from" in imported else None
 
 
+def resolve_null_text(config, stage: stages_lib.Stage, workdir: str) -> str:
+  """`config.diffusion.null_text` for `stage`, with `auto` resolved (`stunet.text.null_text`).
+
+  `auto` is `empty_caption` when the stage starts from an imported U-Net (public T2I weights
+  were trained with their encoder's empty prompt), the parent stage's own (saved) choice when
+  it starts from a parent, and `zeros` for a stage trained from scratch. A parent saved
+  before the option existed trained with zeros.
+  """
+  kind = config.diffusion.get("null_text", "auto")
+  if kind != "auto":
+    return kind
+  if not stage.parent:
+    return "zeros"
+  if _imported_workdir(config, stage) is not None:
+    return "empty_caption"
+  directory, _ = _parent_checkpoint(config, stage, workdir)
+  path = os.path.join(os.path.dirname(directory.rstrip("/")), "config.json")
+  try:
+    with open(path, encoding="utf-8") as f:
+      parent = json.load(f).get("diffusion", {}).get("null_text", "zeros")
+  except (OSError, json.JSONDecodeError):
+    parent = "zeros"  # no readable parent config: load_parent_params reports what is missing
+  return parent if parent in ("zeros", "empty_caption") else "zeros"
+
+
+def with_resolved_null_text(config, stage: stages_lib.Stage,
+                            workdir: str) -> ml_collections.ConfigDict:
+  """`config` (a copy when it changes) with `diffusion.null_text` resolved for `stage`."""
+  kind = resolve_null_text(config, stage, workdir)
+  if config.diffusion.get("null_text") == kind:
+    return config
+  c = ml_collections.ConfigDict(config.to_dict())
+  c.diffusion.null_text = kind
+  return c
+
+
 # UNetConfig fields that change how the model computes, not which parameters it has.
 _COMPUTE_ONLY_FIELDS = frozenset({"dtype", "remat"})
 
@@ -260,6 +296,7 @@ def run_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage, workdi
     with preemption_lib.PreemptionWatcher() as own:
       return run_stage(config, stage, workdir, mesh=mesh,
                        allow_config_change=allow_config_change, watcher=own)
+  config = with_resolved_null_text(config, stage, workdir)
   setup = build_lib.build_stage(config, stage)
   c = setup.config
   stage_dir = os.path.join(os.path.abspath(workdir), stage.name)

@@ -18,7 +18,6 @@ import numpy as np
 
 from stunet.apps import sdedit
 from stunet.data import video_write
-from stunet.diffusion import guidance as guidance_lib
 from stunet.diffusion import multidiffusion
 from stunet.diffusion import samplers
 from stunet.eval import contact_sheet
@@ -56,7 +55,7 @@ class Sampler:
       with nn.logical_axis_rules(rules):
         emb = setup.text_module.apply({"params": params["text"]}, ids, mask)
         emb = emb.astype(jnp.float32)
-        null_emb, null_mask = guidance_lib.null_text(emb.shape[1], emb.shape[2])
+        null_emb, null_mask = setup.null_text(params["text"], emb)
 
         def denoise(x_t, noise_cond, text_emb, text_mask):
           if cond is not None:  # guidance doubles the batch: repeat the conditioning

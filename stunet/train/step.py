@@ -61,6 +61,8 @@ class StepFn:
     condition: optional `(rng, x0) -> (target, cond)` (`stunet.train.conditioning`): the loss
       is taken on `target` and `cond` is concatenated on channels to every model input.
     grad_accum_steps: microbatches per update (module doc); 1 = the whole batch at once.
+    null_text: optional `(text_params, text_emb) -> (null_emb, null_mask)` for the dropped
+      captions (`StageSetup.null_text`); None = `diffusion.guidance.null_text` (zeros).
   """
   model: nn.Module
   text_module: nn.Module
@@ -75,6 +77,7 @@ class StepFn:
   rules: Any = ()
   condition: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]] | None = None
   grad_accum_steps: int = 1
+  null_text: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]] | None = None
   # Where the accumulated gradients live (params-shaped shardings; `jit_step` fills it in).
   # Pinned, so a FSDP-sharded weight's buffer is sharded too, not left to propagation.
   param_shardings: Any = None
@@ -144,9 +147,12 @@ class StepFn:
         return self.model.apply({"params": params["unet"]}, x_t, noise_cond, text_emb,
                                 text_mask, train=True, rngs={"dropout": unet_rng})
 
-      per_example, aux = loss_lib.diffusion_loss(loss_rng, denoise, inputs["x0"],
-                                                 emb.astype(jnp.float32), inputs["mask"],
-                                                 self.diffusion)
+      emb = emb.astype(jnp.float32)
+      null_emb, null_mask = (self.null_text(params["text"], emb) if self.null_text is not None
+                             else (None, None))
+      per_example, aux = loss_lib.diffusion_loss(loss_rng, denoise, inputs["x0"], emb,
+                                                 inputs["mask"], self.diffusion,
+                                                 null_emb=null_emb, null_mask=null_mask)
       return jnp.mean(per_example), aux
 
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)

@@ -51,3 +51,14 @@ def test_a_field_the_current_config_lost_is_still_named():
   current = {k: v for k, v in _fields().items() if k != "model.channels"}
   with pytest.raises(compat.ConfigMismatchError, match=r"model\.channels: 16 -> <absent>"):
     compat.check_resume(_fields(), current, "w", allow_change=False)
+
+
+def test_checkpoint_from_before_the_null_text_option_resumes_as_zeros():
+  # Such a run trained with the zero null text, which is what `auto` resolves to from scratch.
+  saved = {k: v for k, v in _fields().items() if k != "diffusion.null_text"}
+  assert compat.check_resume(saved, _fields(diffusion__null_text="zeros"), "w",
+                             allow_change=False) == []
+  with pytest.raises(compat.ConfigMismatchError,
+                     match=r'diffusion\.null_text: <absent> -> "empty_caption"'):
+    compat.check_resume(saved, _fields(diffusion__null_text="empty_caption"), "w",
+                        allow_change=False)

@@ -8,6 +8,7 @@ the frozen parts must come out bitwise equal to what was imported.
 
 import dataclasses
 import io
+import json
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -26,7 +27,9 @@ spm = pytest.importorskip("sentencepiece")
 from stunet.convert import diffusers_unet  # noqa: E402
 from stunet.convert import imported_checkpoint  # noqa: E402
 from stunet.data import global_batch  # noqa: E402
+from stunet.diffusion import guidance  # noqa: E402
 from stunet.nn.config import UNetConfig  # noqa: E402
+from stunet.nn.t2i_unet import T2IUNet  # noqa: E402
 from stunet.parallel import mesh as mesh_lib  # noqa: E402
 from stunet.text.factory import load_pretrained_text_variables  # noqa: E402
 from stunet.train import build as build_lib  # noqa: E402
@@ -123,6 +126,9 @@ def test_video_stage_starts_from_imported_unet_and_t5(t5_dir, imported, data_dir
   mesh = mesh_lib.make_mesh(config.mesh, jax.devices()[:1])
   (result,) = loop.train(config, str(tmp_path / "run"), mesh=mesh)
   assert result.stage == "video" and result.step == 2
+  # Guided (and trained on dropped captions) with the empty prompt, as the imported U-Net was.
+  with open(tmp_path / "run" / "video" / "config.json") as f:
+    assert json.load(f)["diffusion"]["null_text"] == "empty_caption"
 
   final = _flat(result.state.params["unet"])
   spatial = {k: v for k, v in final.items() if not any(p.startswith("temporal") for p in k)}
@@ -218,3 +224,51 @@ def test_spatial_differences_ignore_temporal_and_compute_only_fields(imported):
                              dtype="bfloat16", remat=True, channels=8)
   assert loop.spatial_differences(model, dataclasses.asdict(ours)) == {
       "channels": (16, 8)}
+
+
+def test_guidance_with_the_empty_caption_matches_diffusers(t5_dir, imported):
+  """An imported U-Net guided as its diffusers pipeline guides it: the unconditional half sees
+  the T5 embedding of the empty prompt (transformers' tokenizer and encoder), not zeros."""
+  workdir, model, params = imported
+  config = t5_config(t5_dir, model)
+  config.diffusion.null_text = "empty_caption"
+  setup = build_lib.build_stage(config, stages_lib.get_stage("t2i"))
+  text_params = load_pretrained_text_variables(config.text)["params"]
+  prompt, w = "a red circle", 4.0
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((1, 16, 16, 3)).astype(np.float32)
+  t = np.array([321.0], np.float32)
+
+  ids, mask = setup.tokenizer([prompt])
+  emb = setup.text_module.apply({"params": text_params}, ids, mask).astype(np.float32)
+  unet = T2IUNet(UNetConfig.from_config(dict(model)))
+
+  def denoise(x_t, noise_cond, text_emb, text_mask):
+    return unet.apply({"params": params}, x_t, noise_cond, text_emb, text_mask)
+
+  def ours(null_emb, null_mask):
+    return np.asarray(jax.jit(lambda *a: guidance.guided_prediction(denoise, *a, w))(
+        x, t, emb, mask, null_emb, null_mask))
+
+  tokenizer = transformers.T5Tokenizer.from_pretrained(t5_dir)
+  encoder = transformers.T5EncoderModel.from_pretrained(t5_dir).eval()
+  reference_unet = diffusers.UNet2DConditionModel.from_pretrained(
+      json.load(open(os.path.join(workdir, imported_checkpoint.CONFIG_NAME)))[
+          "imported_from"]["source"]).eval()
+
+  def diffusers_eps(text):
+    tokens = tokenizer([text], padding="max_length", truncation=True,
+                       max_length=config.text.max_length,
+                       return_tensors="pt")
+    with torch.no_grad():
+      states = encoder(tokens.input_ids, attention_mask=tokens.attention_mask).last_hidden_state
+      return reference_unet(torch.from_numpy(x.transpose(0, 3, 1, 2)), torch.from_numpy(t),
+                            states, encoder_attention_mask=tokens.attention_mask).sample.numpy()
+
+  cond, uncond = diffusers_eps(prompt), diffusers_eps("")
+  reference = (uncond + w * (cond - uncond)).transpose(0, 2, 3, 1)
+  got = ours(*setup.null_text(text_params, emb))
+  np.testing.assert_allclose(got, reference, atol=2e-4, rtol=0)
+  # The zero null text is another input: it would guide the imported U-Net elsewhere.
+  zeros = ours(*guidance.null_text(emb.shape[1], emb.shape[2]))
+  assert np.abs(zeros - reference).max() > 100 * 2e-4
