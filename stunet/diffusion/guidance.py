@@ -10,7 +10,9 @@ position** as valid. An all-False mask would leave every cross-attention softmax
 to normalise over (NaN, or a uniform average over padding, depending on the implementation);
 with one valid all-zero key the attention is well defined, identical for every null example,
 and carries no information about any caption. A learned null embedding (a model parameter)
-can be passed instead through ``null_emb``/``null_mask``.
+can be passed instead through ``null_emb``/``null_mask``; a run chooses between these zeros and
+its text encoder's embedding of the empty caption (what public SD / IF U-Nets were trained
+with) through ``diffusion.null_text`` (``stunet/text/null_text.py``).
 """
 
 from __future__ import annotations
