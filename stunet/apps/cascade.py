@@ -20,6 +20,7 @@ import numpy as np
 from stunet.apps import ssr
 from stunet.diffusion import multidiffusion
 from stunet.train import build as build_lib
+from stunet.train import denoiser as denoiser_lib
 
 MERGES = multidiffusion.MERGES
 
@@ -58,23 +59,20 @@ class SSRSampler:
       if self._callback is not None:
         self._callback(int(step))
 
+    denoiser = denoiser_lib.Denoiser(setup)
+
     def run(params, ids, mask, low, key, with_callback):
       with nn.logical_axis_rules(rules):
-        emb = setup.text_module.apply({"params": params["text"]}, ids, mask)
-        emb = emb.astype(jnp.float32)
-        null_emb, null_mask = setup.null_text(params["text"], emb)
+        text = denoiser.encode(params["text"], ids, mask)
         aug_key, sample_key = jax.random.split(key)
         cond = ssr.condition(aug_key, low, self.resolution, c.stage.ssr.sample_noise_aug,
                              c.diffusion)
-
-        def denoise(x_t, noise_cond, text_emb, text_mask):
-          return setup.model.apply({"params": params["unet"]}, x_t, noise_cond, text_emb,
-                                   text_mask, train=False)
-
+        # The windows carry their own slice of `cond` (multidiffusion), so none is bound here.
+        denoise = denoiser.fn(params["unet"])
         frames = low.shape[1]
         shape = (low.shape[0], frames, self.resolution, self.resolution, 3)
         fn = multidiffusion.sample if merge == "average" else multidiffusion.sample_independent
-        return fn(sample_key, denoise, shape, emb, mask.astype(bool), null_emb, null_mask,
+        return fn(sample_key, denoise, shape, text.emb, text.mask, text.null_emb, text.null_mask,
                   layout=window_layout(c, frames), config=c.diffusion, cond=cond, steps=steps,
                   sampler=sampler, guidance=guidance,
                   callback=on_step if with_callback else None)

@@ -18,10 +18,10 @@ import numpy as np
 
 from stunet.apps import sdedit
 from stunet.data import video_write
-from stunet.diffusion import multidiffusion
 from stunet.diffusion import samplers
 from stunet.eval import contact_sheet
 from stunet.train import build as build_lib
+from stunet.train import denoiser as denoiser_lib
 
 
 class Sampler:
@@ -51,28 +51,20 @@ class Sampler:
       if self._callback is not None:
         self._callback(int(step))
 
+    denoiser = denoiser_lib.Denoiser(setup)
+
     def run(params, ids, mask, key, cond, x_init, with_callback, strength):
       with nn.logical_axis_rules(rules):
-        emb = setup.text_module.apply({"params": params["text"]}, ids, mask)
-        emb = emb.astype(jnp.float32)
-        null_emb, null_mask = setup.null_text(params["text"], emb)
-
-        def denoise(x_t, noise_cond, text_emb, text_mask):
-          if cond is not None:  # guidance doubles the batch: repeat the conditioning
-            x_t = jnp.concatenate(
-                [x_t, multidiffusion.tile_batch(cond, x_t.shape[0], "cond").astype(x_t.dtype)],
-                axis=-1)
-          return setup.model.apply({"params": params["unet"]}, x_t, noise_cond, text_emb,
-                                   text_mask, train=False)
-
+        text = denoiser.encode(params["text"], ids, mask)
+        denoise = denoiser.fn(params["unet"], cond)
         kwargs = dict(config=c.diffusion, steps=steps, sampler=sampler, guidance=guidance,
                       callback=on_step if with_callback else None)
         if x_init is not None:
-          return sdedit.sdedit(key, denoise, x_init, strength, emb, mask.astype(bool),
-                               null_emb, null_mask, **kwargs)
+          return sdedit.sdedit(key, denoise, x_init, strength, text.emb, text.mask,
+                               text.null_emb, text.null_mask, **kwargs)
         shape = (ids.shape[0],) + setup.example_shape
-        return samplers.sample(key, denoise, shape, emb, mask.astype(bool), null_emb,
-                               null_mask, **kwargs)
+        return samplers.sample(key, denoise, shape, text.emb, text.mask, text.null_emb,
+                               text.null_mask, **kwargs)
 
     # Without a callback no host round trip per step is compiled in.
     self._run = jax.jit(run, static_argnums=(6, 7))
