@@ -54,11 +54,10 @@ from stunet.diffusion import samplers
 from stunet.eval import gallery
 from stunet.parallel import mesh as mesh_lib
 from stunet.train import build as build_lib
-from stunet.train import checkpoint as checkpoint_lib
+from stunet.train import restore as restore_lib
 from stunet.train import compat
 from stunet.train import samples as samples_lib
 from stunet.train import stages as stages_lib
-from stunet.train import state as state_lib
 
 PARAMS = ("ema", "raw")
 TRAIN_COMMAND = "python -m experiments.train --config=<config file> --workdir={workdir}"
@@ -260,28 +259,17 @@ def truncated_prompts(tokenizer: Any, prompts: Sequence[str]) -> list[int]:
 def _restore_params(setup: build_lib.StageSetup, mesh: jax.sharding.Mesh, directory: str,
                     step: int | None, which: str, config_override: bool) -> tuple[Any, int]:
   """`(params, step)` of `which` ('ema' | 'raw') restored onto `mesh`."""
-  ckpt = checkpoint_lib.Checkpointer(directory, setup.config.ckpt, read_only=True) \
-      if os.path.isdir(directory) else None
-  latest = ckpt.latest_step() if ckpt is not None else None
-  if latest is None:
-    raise FileNotFoundError(
+  def missing():
+    return FileNotFoundError(
         f"no checkpoint in {directory}; train the {setup.stage.name!r} stage first: "
         f"{TRAIN_COMMAND.format(workdir=os.path.dirname(os.path.dirname(directory)))}")
-  if step is None:
-    step = latest
-  elif step not in ckpt.all_steps():
-    ckpt.close()
-    raise FileNotFoundError(f"no checkpoint for step {step} in {directory}; saved steps: "
-                            f"{sorted(ckpt.all_steps())}")
-  if config_override:
-    saved = ckpt.restore_meta(step)["compared_fields"]
-    compat.check_resume(saved, compat.compared_fields(setup.config),
-                        os.path.join(directory, str(step)), allow_change=False)
-  rules = setup.rules
-  target = state_lib.abstract_state(setup.boxed_init, mesh, rules, jax.random.key(0))
-  state = ckpt.restore(step, target)
-  ckpt.close()
-  return (state.ema_params if which == "ema" else state.params), step
+
+  def check(meta, saved_step):  # an overridden config must still describe the checkpoint
+    compat.check_resume(meta["compared_fields"], compat.compared_fields(setup.config),
+                        os.path.join(directory, str(saved_step)), allow_change=False)
+
+  return restore_lib.restore_params(directory, setup, mesh, step=step, which=which,
+                                    missing=missing, check=check if config_override else None)
 
 
 # Compiled samplers of this process, keyed by everything they close over: repeated calls

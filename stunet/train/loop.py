@@ -41,6 +41,7 @@ from stunet.train import compat
 from stunet.train import metrics as metrics_lib
 from stunet.train import preemption as preemption_lib
 from stunet.train import preflight
+from stunet.train import restore as restore_lib
 from stunet.train import samples as samples_lib
 from stunet.train import stages as stages_lib
 from stunet.train import state as state_lib
@@ -248,22 +249,20 @@ def load_parent_params(config, stage: stages_lib.Stage, workdir: str,
     return load_imported_params(config, stage, imported, mesh)
   parent = stages_lib.get_stage(stage.parent)
   directory, step = _parent_checkpoint(config, stage, workdir)
-  ckpt = checkpoint_lib.Checkpointer(directory, config.ckpt, read_only=True)
-  step = ckpt.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(
+
+  def missing():
+    return FileNotFoundError(
         f"stage {stage.name!r} starts from a {parent.name!r} checkpoint, but none is in "
         f"{directory}; run the {parent.name!r} stage first (config.stages) or set "
         f"config.stage.{stage.name}.init_from")
-  parent_setup = build_lib.build_stage(config, parent)
-  target = state_lib.abstract_state(parent_setup.boxed_init, mesh, parent_setup.rules,
-                                    jax.random.key(0))
-  state = ckpt.restore(step, target)
-  ckpt.close()
-  logging.info("stage %s: starting from %s step %d", stage.name, directory, step)
+
   use_ema = config.stage[stage.name].get("init_from_ema", True) if stage.name in config.stage \
       else True
-  return state.ema_params if use_ema else state.params
+  params, step = restore_lib.restore_params(
+      directory, build_lib.build_stage(config, parent), mesh, step=step,
+      which="ema" if use_ema else "raw", missing=missing)
+  logging.info("stage %s: starting from %s step %d", stage.name, directory, step)
+  return params
 
 
 class _Pending:
