@@ -88,7 +88,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every file operation at INFO
   from stunet.apps import cascade
   from stunet.apps import sample_run
-  from stunet.apps import ssr
+  from stunet.conditioning import ssr
   from stunet.data import pipeline
   from stunet.eval import seams
   from stunet.parallel import mesh as mesh_lib

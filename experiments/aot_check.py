@@ -63,7 +63,7 @@ def main(argv):
   os.environ.setdefault("JAX_PLATFORMS", "cpu")
   # Compile-only use touches no chip, so it need not hold libtpu's one-process lock.
   os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
-  from stunet.parallel import aot  # after the environment is set: it imports JAX
+  from stunet.apps import aot  # after the environment is set: it imports JAX
 
   try:
     topology = aot.parse_topology(_TOPOLOGY.value, _NUM_SLICES.value)

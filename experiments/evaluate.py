@@ -9,7 +9,7 @@ motion) combinations; `--max_prompts` keeps up to half of them held-out), and wr
 `--fvd` adds FVD-shapes against the split's real clips (our small 3-D conv feature network,
 trained once and cached; not I3D). `--tsr_workdir` evaluates the keyframes + TSR cascade: the
 `video` stage's clips are keyframes that the `tsr` stage of that run fills in
-(`stunet.apps.keyframes_tsr`).
+(`stunet.conditioning.keyframes_tsr`).
 """
 
 from absl import app

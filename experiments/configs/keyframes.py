@@ -1,4 +1,4 @@
-r"""Keyframe model of the keyframes + TSR cascade baseline (SPEC §1, `stunet.apps.keyframes_tsr`).
+r"""Keyframe model of the keyframes + TSR cascade baseline (SPEC §1, `stunet.conditioning.keyframes_tsr`).
 
 The argument names a base config in `experiments/configs/` (default `quickstart`); this is that
 config on every k-th frame (k = its `stage.tsr.keyframe_interval`): `data.frames / k` frames at
@@ -18,7 +18,7 @@ same T2I run), and sample the cascade:
 
 import importlib
 
-from stunet.apps import keyframes_tsr
+from stunet.conditioning import keyframes_tsr
 
 
 def get_config(arg=None):

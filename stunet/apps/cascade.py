@@ -1,7 +1,7 @@
 """Base -> SSR cascade: spatial super-resolution with temporal MultiDiffusion (SPEC §4).
 
 The SSR model (stage `ssr`) was trained on windows of ``T'`` frames. `SSRSampler` upsamples a
-``T``-frame base clip: the conditioning (`stunet.apps.ssr.condition` at the fixed level
+``T``-frame base clip: the conditioning (`stunet.conditioning.ssr.condition` at the fixed level
 ``stage.ssr.sample_noise_aug``) covers the whole clip, and the clip is denoised on overlapping
 windows (``stage.ssr.window_overlap`` / ``window_stride``) merged by averaging at every step
 (`stunet.diffusion.multidiffusion.sample`), or, as the seam baseline, with every window
@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stunet.apps import ssr
+from stunet.conditioning import ssr
 from stunet.diffusion import multidiffusion
 from stunet.train import build as build_lib
 from stunet.train import denoiser as denoiser_lib

@@ -12,18 +12,18 @@ Noise depends only on the seed and the batch layout: batch `j` of the run uses
 
 Beyond text-to-video (`ModeInputs`, SPEC §5):
 - `i2v`, `inpaint`, `outpaint`, `cinemagraph` sample the `conditional` stage with the
-  conditioning of `stunet.apps.masks` built from the user's image / video / mask
-  (`stunet.apps.inputs`). Mask images are white where pixels are to be generated (the
+  conditioning of `stunet.conditioning.masks` built from the user's image / video / mask
+  (`stunet.conditioning.inputs`). Mask images are white where pixels are to be generated (the
   inpainted hole, the outpainted surround, the cinemagraph's animated region). By default the
   known pixels are pasted over the output (`conditional_sampling.composite_known`), so the
   given frame / still region is reproduced exactly; `paste_known=False` shows the model's own
   reconstruction.
 - `v2v`: SDEdit of a video with the `video` stage at `strength`.
 - `StyleOptions`: the video model with its spatial weights blended with a `t2i_style` run's
-  (`stunet.apps.stylize.interpolate_spatial`).
+  (`stunet.conditioning.stylize.interpolate_spatial`).
 - `CascadeOptions`: the base clips are upsampled by an `ssr` run with temporal MultiDiffusion
   (`stunet.apps.cascade`); the written clips are the high-resolution ones.
-- `TSROptions`: the keyframes + temporal super-resolution baseline (`stunet.apps.keyframes_tsr`):
+- `TSROptions`: the keyframes + temporal super-resolution baseline (`stunet.conditioning.keyframes_tsr`):
   the `video` stage's clips are keyframes, placed every `stage.tsr.keyframe_interval` frames,
   and a `tsr` run fills the frames between them; the written clips are the full ones.
 """
@@ -44,11 +44,11 @@ import tqdm
 
 from stunet import config as config_lib
 from stunet.apps import cascade as cascade_lib
-from stunet.apps import conditional_sampling
-from stunet.apps import inputs as inputs_lib
-from stunet.apps import keyframes_tsr
-from stunet.apps import masks
-from stunet.apps import stylize
+from stunet.conditioning import conditional_sampling
+from stunet.conditioning import inputs as inputs_lib
+from stunet.conditioning import keyframes_tsr
+from stunet.conditioning import masks
+from stunet.conditioning import stylize
 from stunet.data import video_write
 from stunet.diffusion import samplers
 from stunet.eval import gallery

@@ -11,7 +11,6 @@ Files:
   frechet.py         Fréchet distance on features; hook for any clips -> features callable.
   seams.py           frame differences at temporal-window boundaries vs elsewhere.
   xt_slice.py        XT slices of a clip.
-  contact_sheet.py   grids of frames, one row per sample.
   gallery.py         the run gallery page.
   run_evaluation.py  `evaluate_run`: sample a split's captions from a run, write the metrics
                      (behind experiments/evaluate.py).

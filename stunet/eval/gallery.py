@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from stunet.data import video_write
-from stunet.eval import contact_sheet as contact_sheet_lib
+from stunet.data import contact_sheet as contact_sheet_lib
 from stunet.eval import xt_slice as xt_slice_lib
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

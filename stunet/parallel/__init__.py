@@ -6,4 +6,7 @@ sharding.py   logical axis names + `config.mesh.rules` -> `NamedSharding`s, with
               batch dim inside layers so FSDP gathers weights, not activations
 hlo.py        a compiled step's collectives and their per-device shapes, from the HLO text
 multihost.py  decisions every process must agree on (preemption)
+
+The lowest layer: nothing here imports another stunet package (the AOT fit check, which
+builds training steps, is a driver: `stunet/apps/aot.py`).
 """

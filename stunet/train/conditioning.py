@@ -16,15 +16,15 @@ stage-resolved config and runs inside the jitted train step:
 Everything here is jittable. The hooks of this module:
 
 - `masked_tasks` (stage ``conditional``, SPEC §5): a random task per example from
-  `stunet.apps.masks.random_task`; ``cond = concat(cond_video * mask, mask)`` (4 channels),
-  the layout `stunet.apps.masks.model_input` gives at sampling.
+  `stunet.conditioning.masks.random_task`; ``cond = concat(cond_video * mask, mask)`` (4 channels),
+  the layout `stunet.conditioning.masks.model_input` gives at sampling.
 - `ssr_from_high_res` (stage ``ssr``, SPEC §4): the batch is the high-resolution clip; the
-  low-resolution one is made from it on device and turned into `stunet.apps.ssr.condition`
+  low-resolution one is made from it on device and turned into `stunet.conditioning.ssr.condition`
   channels with a random noise-augmentation level per example.
 
 - `keyframes_in_place` (stage ``tsr``, SPEC §1): temporal super-resolution; ``cond`` = every
   ``stage.tsr.keyframe_interval``-th frame of the clip in place, zeros elsewhere, plus the
-  keyframe mask (`stunet.apps.keyframes_tsr.keyframe_condition`); the target is the full clip.
+  keyframe mask (`stunet.conditioning.keyframes_tsr.keyframe_condition`); the target is the full clip.
 
 A new conditioning is one more ``make_condition`` function and a `stunet.train.stages.Stage`
 with ``cond_channels`` and ``conditioning`` set.
@@ -38,9 +38,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from stunet.apps import keyframes_tsr
-from stunet.apps import masks
-from stunet.apps import ssr
+from stunet.conditioning import keyframes_tsr
+from stunet.conditioning import masks
+from stunet.conditioning import ssr
 
 ConditionFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 

@@ -56,7 +56,7 @@ def stage_config() -> ml_collections.ConfigDict:
   c.video.trainable = "temporal"
   # Conditional stage (SPEC §5): the video model fine-tuned with 4 zero-initialised input
   # channels (masked conditioning video + mask) on random image-to-video, inpainting,
-  # outpainting and cinemagraph tasks (`stunet.apps.masks.random_task`).
+  # outpainting and cinemagraph tasks (`stunet.conditioning.masks.random_task`).
   c.conditional = ml_collections.ConfigDict()
   c.conditional.num_steps = 0
   c.conditional.learning_rate = 0.0
@@ -85,7 +85,7 @@ def stage_config() -> ml_collections.ConfigDict:
   c.ssr.window_overlap = 2
   c.ssr.window_stride = 0
   # Temporal super-resolution stage (SPEC §1; the keyframes + TSR cascade baseline of the
-  # ablation, `stunet.apps.keyframes_tsr`): the T2I weights inflated into a STUNet with 4
+  # ablation, `stunet.conditioning.keyframes_tsr`): the T2I weights inflated into a STUNet with 4
   # zero-initialised input channels, trained on full clips to fill the frames between every
   # `keyframe_interval`-th frame (the keyframes, given in place with a mask).
   c.tsr = ml_collections.ConfigDict()

@@ -2,7 +2,7 @@
 samplers call it.
 
 The train-time samples (`stunet.train.samples`), the SSR cascade (`stunet.apps.cascade`) and
-the AOT sampling step (`stunet.parallel.aot`) all denoise through this object, so the text
+the AOT sampling step (`stunet.apps.aot`) all denoise through this object, so the text
 encoding, the null text of `config.diffusion.null_text` and the way conditioning channels join
 the noisy input are written once.
 """

@@ -16,10 +16,10 @@ import jax.numpy as jnp
 from jax.experimental import multihost_utils
 import numpy as np
 
-from stunet.apps import sdedit
+from stunet.conditioning import sdedit
 from stunet.data import video_write
 from stunet.diffusion import samplers
-from stunet.eval import contact_sheet
+from stunet.data import contact_sheet
 from stunet.train import build as build_lib
 from stunet.train import denoiser as denoiser_lib
 
@@ -81,7 +81,7 @@ class Sampler:
     Args:
       cond: conditioning channels `[n ... c']` (or `[1 ...]` for all) concatenated to the
         noisy input at every step, for stages with `model.cond_channels = c'`.
-      x_init: with `strength`: SDEdit (`stunet.apps.sdedit`) of these clips `[n ...]` (or
+      x_init: with `strength`: SDEdit (`stunet.conditioning.sdedit`) of these clips `[n ...]` (or
         `[1 ...]`) in [-1, 1] instead of sampling from noise.
     """
     n = len(prompts)

@@ -17,10 +17,10 @@
   outpainting / cinemagraph tasks.
 - `ssr` (SPEC §4): a STUNet trained from scratch on windows of `stage.ssr.window_frames`
   frames at `stage.ssr.resolution`, conditioned on the noise-augmented, bilinearly upsampled
-  low-resolution clip (4 input channels, `stunet.apps.ssr`).
+  low-resolution clip (4 input channels, `stunet.conditioning.ssr`).
 - `tsr` (SPEC §1): the keyframes + temporal super-resolution baseline's TSR model: the T2I
   weights inflated into a STUNet with 4 zero-initialised input channels (keyframes in place +
-  keyframe mask, `stunet.apps.keyframes_tsr`), trained (spatial and temporal layers; the new
+  keyframe mask, `stunet.conditioning.keyframes_tsr`), trained (spatial and temporal layers; the new
   input channels need the spatial `conv_in`) to generate the full clip from every
   `stage.tsr.keyframe_interval`-th frame.
 - `t2i_style` (SPEC §5): the T2I model fine-tuned (spatial layers) on one style image with a
@@ -44,11 +44,11 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from stunet.apps import expand_channels
-from stunet.apps import keyframes_tsr
-from stunet.apps import masks
-from stunet.apps import ssr as ssr_lib
-from stunet.data import style_image
+from stunet.conditioning import expand_channels
+from stunet.conditioning import keyframes_tsr
+from stunet.conditioning import masks
+from stunet.conditioning import ssr as ssr_lib
+from stunet.conditioning import style_image
 from stunet.nn import inflate as inflate_lib
 from stunet.nn.config import UNetConfig
 from stunet.nn.stunet import STUNet

@@ -87,7 +87,7 @@ def _sample(workdir, mesh, out, inputs, **kwargs):
 
 
 def _still(path):
-  from stunet.apps import inputs as inputs_lib
+  from stunet.conditioning import inputs as inputs_lib
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     return inputs_lib.read_image(path, RES)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from stunet.eval import contact_sheet
+from stunet.data import contact_sheet
 from stunet.eval import xt_slice
 
 

@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stunet.apps import masks
-from stunet.apps import ssr
+from stunet.conditioning import masks
+from stunet.conditioning import ssr
 from stunet.parallel import mesh as mesh_lib
 from stunet.train import build
 from stunet.train import conditioning

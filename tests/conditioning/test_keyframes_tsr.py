@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import tiny
-from stunet.apps import keyframes_tsr
+from stunet.conditioning import keyframes_tsr
 from stunet.parallel import mesh as mesh_lib
 from stunet.train import build
 from stunet.train import samples as samples_lib

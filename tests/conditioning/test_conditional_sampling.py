@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stunet.apps import conditional_sampling
-from stunet.apps import masks
-from stunet.apps import sdedit
+from stunet.conditioning import conditional_sampling
+from stunet.conditioning import masks
+from stunet.conditioning import sdedit
 from stunet.diffusion import config as config_lib
 from stunet.diffusion import guidance
 from stunet.diffusion import parameterization as param

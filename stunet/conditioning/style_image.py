@@ -12,7 +12,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from stunet.apps import inputs as inputs_lib
+from stunet.conditioning import inputs as inputs_lib
 from stunet.data import global_batch
 
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from stunet.parallel import aot
+from stunet.apps import aot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 needs_libtpu = pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
@@ -123,7 +123,8 @@ def test_two_slices_form_a_hybrid_mesh():
   # The compile-only devices of two v5e 2x2 slices; each mesh axis spans the slices that
   # mesh.dcn_shape gives it. No compile, so it runs in a second (sub)process quickly.
   script = """
-from stunet.parallel import aot, mesh as mesh_lib
+from stunet.apps import aot
+from stunet.parallel import mesh as mesh_lib
 from stunet.train import config as train_config
 devices = aot.parse_topology("v5e-4", 2).devices()
 c = train_config.mesh_config()

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stunet.apps import expand_channels
+from stunet.conditioning import expand_channels
 from stunet.nn.stunet import STUNet
 from tests.nn.unet_testing import example_inputs, randomize, tiny_unet_config
 

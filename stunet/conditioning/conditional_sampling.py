@@ -1,7 +1,7 @@
 """Sampling with known pixels: image-to-video, inpainting, outpainting, cinemagraphs (SPEC §5).
 
 The conditional model was fine-tuned on ``concat(noisy, cond * mask, mask)`` (see
-`stunet.apps.masks`); at sampling the same conditioning rides along with the noisy sample
+`stunet.conditioning.masks`); at sampling the same conditioning rides along with the noisy sample
 at every step. No pixels are pasted in: the model itself learned to reproduce the known region,
 so what comes out there is a measure of how well it did (compose afterwards with
 `composite_known` if exact known pixels are wanted).
@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from stunet.apps import masks
+from stunet.conditioning import masks
 from stunet.diffusion import guidance as guidance_lib
 from stunet.diffusion import multidiffusion
 from stunet.diffusion import samplers

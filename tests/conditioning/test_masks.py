@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stunet.apps import masks
+from stunet.conditioning import masks
 
 B, T, H, W = 2, 4, 6, 8
 

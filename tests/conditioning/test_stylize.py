@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from stunet.apps import stylize
+from stunet.conditioning import stylize
 from stunet.nn import inflate
 from stunet.nn.stunet import STUNet
 from stunet.nn.t2i_unet import T2IUNet

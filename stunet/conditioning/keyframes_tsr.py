@@ -13,7 +13,7 @@ cascade from our own parts, so the two designs can be compared at the same train
 - the TSR model: stage ``tsr`` (`stunet.train.stages`), a STUNet inflated from the same T2I
   weights with 4 zero-initialised input channels, trained on full ``T``-frame clips conditioned
   on the keyframes (`keyframe_condition`: every k-th frame kept, the others zeroed, plus a
-  keyframe mask channel -- the layout of `stunet.apps.masks.model_input`);
+  keyframe mask channel -- the layout of `stunet.conditioning.masks.model_input`);
 - sampling (`fill_between_keyframes`): the ``T / k`` generated keyframes are placed at frames
   ``0, k, 2k, ...``, the TSR model samples the whole clip conditioned on them, and the
   keyframes are pasted back so they are exact. `stunet.apps.sample_run` runs it with
@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from stunet.apps import conditional_sampling
+from stunet.conditioning import conditional_sampling
 from stunet.nn.config import UNetConfig
 
 COND_CHANNELS = 4  # keyframes in place (3) + keyframe mask (1)
