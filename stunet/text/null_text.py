@@ -25,9 +25,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from stunet.diffusion import config as diffusion_config
 from stunet.diffusion import guidance as guidance_lib
 
-KINDS = ("auto", "zeros", "empty_caption")
+KINDS = diffusion_config.NULL_TEXTS
 
 
 def empty_caption(tokenizer, text_module: nn.Module, text_params: Any

@@ -35,6 +35,7 @@ from stunet.data import pipeline
 from stunet.nn.config import UNetConfig
 from stunet.parallel import mesh as mesh_lib
 from stunet.parallel import sharding as sharding_lib
+from stunet.text import null_text as null_text_lib
 from stunet.train import build as build_lib
 from stunet.train import checkpoint as checkpoint_lib
 from stunet.train import compat
@@ -156,7 +157,7 @@ def resolve_null_text(config, stage: stages_lib.Stage, workdir: str) -> str:
       parent = json.load(f).get("diffusion", {}).get("null_text", "zeros")
   except (OSError, json.JSONDecodeError):
     parent = "zeros"  # no readable parent config: load_parent_params reports what is missing
-  return parent if parent in ("zeros", "empty_caption") else "zeros"
+  return parent if parent in null_text_lib.KINDS and parent != "auto" else "zeros"
 
 
 def with_resolved_null_text(config, stage: stages_lib.Stage,
