@@ -1,4 +1,5 @@
-r"""Keyframe model of the keyframes + TSR cascade baseline (SPEC §1, `stunet.conditioning.keyframes_tsr`).
+r"""Keyframe model of the keyframes + TSR cascade baseline (SPEC §1,
+`stunet.conditioning.keyframes_tsr`).
 
 The argument names a base config in `experiments/configs/` (default `quickstart`); this is that
 config on every k-th frame (k = its `stage.tsr.keyframe_interval`): `data.frames / k` frames at

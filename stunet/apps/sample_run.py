@@ -23,7 +23,8 @@ Beyond text-to-video (`ModeInputs`, SPEC §5):
   (`stunet.conditioning.stylize.interpolate_spatial`).
 - `CascadeOptions`: the base clips are upsampled by an `ssr` run with temporal MultiDiffusion
   (`stunet.apps.cascade`); the written clips are the high-resolution ones.
-- `TSROptions`: the keyframes + temporal super-resolution baseline (`stunet.conditioning.keyframes_tsr`):
+- `TSROptions`: the keyframes + temporal super-resolution baseline
+  (`stunet.conditioning.keyframes_tsr`):
   the `video` stage's clips are keyframes, placed every `stage.tsr.keyframe_interval` frames,
   and a `tsr` run fills the frames between them; the written clips are the full ones.
 """

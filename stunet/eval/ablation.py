@@ -6,7 +6,8 @@ config and a list of variants, each a name, `{dotted.field: value}` overrides of
 optionally a kind (`VARIANT_KINDS`):
 
 * ``video`` (the default): one STUNet, the video stage of the variant's config;
-* ``keyframes_tsr``: the cascade Lumiere argues against (SPEC §1, `stunet.conditioning.keyframes_tsr`):
+* ``keyframes_tsr``: the cascade Lumiere argues against (SPEC §1,
+  `stunet.conditioning.keyframes_tsr`):
   a keyframe model (the video stage on every ``stage.tsr.keyframe_interval``-th frame) and a
   TSR model (stage ``tsr``) filling the frames between the keyframes. Its analysis numbers are
   the sums over both models (parameters, FLOPs of one train step of each, the two peak

@@ -24,7 +24,8 @@ Everything here is jittable. The hooks of this module:
 
 - `keyframes_in_place` (stage ``tsr``, SPEC §1): temporal super-resolution; ``cond`` = every
   ``stage.tsr.keyframe_interval``-th frame of the clip in place, zeros elsewhere, plus the
-  keyframe mask (`stunet.conditioning.keyframes_tsr.keyframe_condition`); the target is the full clip.
+  keyframe mask (`stunet.conditioning.keyframes_tsr.keyframe_condition`); the target is the
+  full clip.
 
 A new conditioning is one more ``make_condition`` function and a `stunet.train.stages.Stage`
 with ``cond_channels`` and ``conditioning`` set.
