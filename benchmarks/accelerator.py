@@ -47,6 +47,7 @@ from benchmarks import train_setup
 from stunet.diffusion import samplers
 from stunet.nn import attention as attention_lib
 from stunet.nn.config import UNetConfig
+from stunet.train import measure
 
 _CONFIG = flags.DEFINE_string("config", "base", "Experiment config (experiments/configs/).")
 _SIZE = flags.DEFINE_string("size", "80x128x128", "Clip TxHxW (H = W).")
@@ -92,10 +93,7 @@ def counted_flops(name: str, frames: int, size: int, batch: int, dtype: str,
       **overrides))
   with jax.set_mesh(bench.mesh):
     lowered = bench.step.jitted.lower(bench.abstract_state(), bench.abstract_batch())
-  analysis = lowered.cost_analysis()
-  if isinstance(analysis, (list, tuple)):
-    analysis = analysis[0]
-  return float(analysis["flops"])
+  return measure.flops(lowered)
 
 
 def train_step(name: str, frames: int, size: int, batch: int, dtype: str, impl: str,
@@ -106,14 +104,15 @@ def train_step(name: str, frames: int, size: int, batch: int, dtype: str, impl: 
   bench = train_setup.TrainStepSetup(config)
   compiled = bench.compile_abstract()
   abstract = bench.abstract_state()
-  params, trainable = train_setup.count_params(abstract, bench.setup.labels)
-  state = train_setup.random_state(abstract)
+  counts = measure.param_counts(abstract.params, bench.setup.labels)
+  params, trainable = counts["all"], counts["trainable"]
+  state = measure.random_like(abstract)
   batch_arrays = bench.make_batch()
   state, times = bench.run_steps(state, batch_arrays, steps + 1)  # the first is a warm-up
   del state, batch_arrays
   return dict(impl=impl, params=params, trainable=trainable, compile_s=bench.compile_seconds,
               step_s=statistics.median(times[1:]),
-              xla_memory=common.compiled_peak_memory(compiled),
+              xla_memory=measure.memory(compiled).peak_bytes,
               device_peak=_device_peak_bytes(), remat=bool(config.model.remat))
 
 
@@ -162,7 +161,7 @@ def attention_ab(name: str, frames: int, size: int, dtype: str, overrides: dict,
     outputs[impl] = np.asarray(compiled(*args), np.float32)
     times = sampling_bench.time_calls(compiled, args, repeats)
     rows.append(dict(impl=impl, forward_s=statistics.median(times),
-                     xla_memory=common.compiled_peak_memory(compiled)))
+                     xla_memory=measure.memory(compiled).peak_bytes))
   if fused:
     ref = outputs["xla"]
     diff = float(np.max(np.abs(outputs[fused] - ref)))

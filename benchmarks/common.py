@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmarks: machine description, peak FLOP/s, XLA analyses, timing.
+"""Shared pieces of the benchmarks: machine description, peak FLOP/s, tables and reports.
+XLA's analyses of a compiled step and timing are `stunet.train.measure`.
 
 Wall-clock numbers on shared machines are noisy, so the benchmarks lean on what XLA itself
 reports for a compiled computation (`cost_analysis` FLOPs, `memory_analysis` bytes) and on
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 import time
 from typing import Any, Callable
 
@@ -86,41 +86,6 @@ def device_peak(measured_cpu_peak: Callable[[], float] = measure_matmul_peak
   if peak is not None:
     return peak, f"bf16 table peak for {jax.devices()[0].device_kind}"
   return measured_cpu_peak(), "float32 2048x2048 matmul measured in this run"
-
-
-def _first(analysis: Any) -> dict:
-  if isinstance(analysis, (list, tuple)):
-    analysis = analysis[0] if analysis else {}
-  return analysis or {}
-
-
-def compiled_flops(compiled) -> float:
-  """FLOPs of one call of a compiled computation (XLA cost analysis)."""
-  analysis = _first(compiled.cost_analysis())
-  if "flops" not in analysis:
-    raise RuntimeError("XLA cost analysis reported no 'flops' for this backend")
-  return float(analysis["flops"])
-
-
-def compiled_peak_memory(compiled) -> int:
-  """Bytes live during one call from XLA's memory analysis: arguments + outputs - aliased
-  (donated) + temporaries. An upper bound on the peak that is comparable across backends
-  (the CPU backend's own `peak_memory_in_bytes` leaves the temporaries out)."""
-  m = compiled.memory_analysis()
-  return int(m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
-             + m.temp_size_in_bytes)
-
-
-def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
-  """Median wall time of `fn()` (which must block until its result is ready)."""
-  for _ in range(warmup):
-    fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def si(value: float, unit: str = "") -> str:

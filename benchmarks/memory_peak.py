@@ -113,6 +113,7 @@ def main(argv):
   # Imported after XLA_FLAGS is set: JAX reads it when its CPU backend starts.
   from benchmarks import common  # pylint: disable=g-import-not-at-top
   from benchmarks import train_setup  # pylint: disable=g-import-not-at-top
+  from stunet.train import measure  # pylint: disable=g-import-not-at-top
 
   quick = FLAGS.quick
   name, frames, resolution, overrides = train_setup.parse_case(
@@ -152,7 +153,7 @@ def main(argv):
       f"optimised scheduler {'on' if FLAGS.concurrency_scheduler else 'off'}. XLA memory analysis: "
       f"arguments {common.si(memory.argument_size_in_bytes, 'B')}, temporaries "
       f"{common.si(memory.temp_size_in_bytes, 'B')}, peak "
-      f"{common.si(common.compiled_peak_memory(compiled), 'B')}; {len(values)} buffers live at "
+      f"{common.si(measure.memory(compiled).peak_bytes, 'B')}; {len(values)} buffers live at "
       f"the schedule's peak, {common.si(total, 'B')} in all:", "",
       common.markdown_table(["class (from op_name metadata)", "bytes at peak", "share",
                              "buffers"], rows), ""])

@@ -28,6 +28,7 @@ import jax
 
 from benchmarks import common
 from benchmarks import train_setup
+from stunet.train import measure
 
 FLAGS = flags.FLAGS
 
@@ -189,7 +190,7 @@ def main(argv):
   compiled = bench.compile_abstract()
   print(f"compiled in {bench.compile_seconds:.0f} s", flush=True)
   by_name, computations = parse_hlo(compiled.as_text())
-  state = train_setup.random_state(bench.abstract_state())
+  state = measure.random_like(bench.abstract_state())
   batch = bench.make_batch()
   state, _ = bench.run_steps(state, batch, 1)
   steps = 1 if quick else FLAGS.steps
@@ -198,7 +199,7 @@ def main(argv):
       state, step_times = bench.run_steps(state, batch, steps)
     times = thunk_times(trace_dir)
   kinds, layers, matched = aggregate(times, by_name, computations)
-  flops = common.compiled_flops(compiled)
+  flops = measure.flops(compiled)
   wall = sorted(step_times)[len(step_times) // 2]
   top = [[f"{s / steps:.3f}", inst.name, inst.opcode, inst.shape[:60],
           "/".join(inst.op_name.split("/")[-4:])[:80]]  # the layer path's tail

@@ -86,8 +86,8 @@ def main(argv):
   del argv
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every file operation at INFO
-  from stunet.apps import cascade
-  from stunet.apps import sample_run
+  from stunet.sampling import cascade
+  from stunet.sampling import trained_stage
   from stunet.conditioning import ssr
   from stunet.data import pipeline
   from stunet.eval import seams
@@ -114,7 +114,7 @@ def main(argv):
     print(f"trained to step {result.step} in {train_s:.0f} s", flush=True)
 
     # 2. Seams on validation clips.
-    setup, params, step, _ = sample_run._load_stage(_WORKDIR.value, "ssr", None, "ema", mesh)
+    setup, params, step, _ = trained_stage.load_stage(_WORKDIR.value, "ssr", None, "ema", mesh)
     c = setup.config
     steps = _STEPS.value or c.diffusion.sample_steps
     data = _validation_data(c, _CLIPS.value)

@@ -47,6 +47,7 @@ from benchmarks import train_setup  # noqa: E402
 from stunet.nn import summary  # noqa: E402
 from stunet.nn.config import UNetConfig  # noqa: E402
 from stunet.nn.stunet import STUNet  # noqa: E402
+from stunet.train import measure as measure_lib
 
 _CONFIG = flags.DEFINE_string("config", "base", "experiments/configs/<name>.py to measure.")
 _FRAMES = flags.DEFINE_list("frames", ["16", "32", "48", "80", "128"], "Clip lengths T.")
@@ -98,9 +99,9 @@ def measure(name: str, variant: str, frames: int, resolution: int, batch: int,
   bench = train_setup.TrainStepSetup(variant_config(name, variant, frames, resolution, batch,
                                                     model_overrides))
   compiled = bench.compile_abstract()
-  return Point(frames, variant, common.compiled_flops(compiled),
-               common.compiled_peak_memory(compiled),
-               int(compiled.memory_analysis().temp_size_in_bytes), bench.compile_seconds)
+  memory = measure_lib.memory(compiled)
+  return Point(frames, variant, measure_lib.flops(compiled), memory.peak_bytes,
+               memory.temp_bytes, bench.compile_seconds)
 
 
 def level_of(path: str) -> str | None:

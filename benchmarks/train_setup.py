@@ -16,14 +16,13 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from stunet.data import global_batch
 from stunet.parallel import mesh as mesh_lib
 from stunet.train import build
-from stunet.train import optimizer as optimizer_lib
+from stunet.train import measure
 from stunet.train import stages
 from stunet.train import state as state_lib
 from stunet.train import step as step_lib
@@ -50,29 +49,6 @@ def parse_case(case: str) -> tuple[str, int, int, dict]:
   if height != width or len(parts) > 3:
     raise ValueError(f"case {case!r}: frames must be square (H = W), at most 3 ':' parts")
   return name, frames, height, overrides
-
-
-def random_state(abstract_state, seed: int = 0):
-  """A state of the abstract shapes/shardings with small random floats (non-negative, so
-  Adam's second moments stay valid) and zero integers, built on the host."""
-  rng = np.random.default_rng(seed)
-
-  def leaf(x):
-    if np.issubdtype(x.dtype, np.floating) or x.dtype == jax.numpy.bfloat16:
-      value = (0.01 * rng.random(x.shape, np.float32)).astype(x.dtype)
-    else:
-      value = np.zeros(x.shape, x.dtype)
-    return jax.device_put(value, x.sharding)
-  return jax.tree.map(leaf, abstract_state)
-
-
-def count_params(abstract_state, labels) -> tuple[int, int]:
-  """(all parameters, trainable parameters) of a state's `params`."""
-  sizes = jax.tree.leaves(jax.tree.map(lambda x: int(np.prod(x.shape)), abstract_state.params))
-  trainable = jax.tree.leaves(jax.tree.map(
-      lambda l, x: int(np.prod(x.shape)) if l == optimizer_lib.TRAIN else 0, labels,
-      abstract_state.params))
-  return sum(sizes), sum(trainable)
 
 
 def load_config(name: str) -> ml_collections.ConfigDict:
@@ -132,23 +108,12 @@ class TrainStepSetup:
                                     jax.random.key(0))
 
   def abstract_batch(self) -> dict:
-    b = self.batch_size
-    length = self.setup.tokenizer.max_length
-    sharding = self.batch_sharding
-    return {
-        self.setup.stage.modality: jax.ShapeDtypeStruct((b,) + self.setup.example_shape,
-                                                        jnp.uint8, sharding=sharding),
-        "text_ids": jax.ShapeDtypeStruct((b, length), jnp.int32, sharding=sharding),
-        "text_mask": jax.ShapeDtypeStruct((b, length), jnp.int32, sharding=sharding),
-    }
+    return measure.abstract_batch(self.setup, self.batch_size, self.batch_sharding)
 
   def compile_abstract(self):
     """Lowers and compiles the step for abstract inputs; returns the compiled executable."""
-    start = time.perf_counter()
-    with jax.set_mesh(self.mesh):
-      lowered = self.step.jitted.lower(self.abstract_state(), self.abstract_batch())
-      self.compiled = lowered.compile()
-    self.compile_seconds = time.perf_counter() - start
+    self.compiled, self.compile_seconds = measure.compile_timed(
+        self.step.jitted, (self.abstract_state(), self.abstract_batch()), self.mesh)
     return self.compiled
 
   def init_state(self) -> Any:
@@ -162,7 +127,7 @@ class TrainStepSetup:
     ids, mask = self.setup.tokenizer([CAPTION] * b)
     pixels = rng.integers(0, 256, (b,) + self.setup.example_shape, dtype=np.uint8)
     batch = {self.setup.stage.modality: pixels, "text_ids": np.asarray(ids, np.int32),
-             "text_mask": np.asarray(mask, np.int32)}
+             "text_mask": np.asarray(mask, bool)}
     return {k: jax.device_put(v, self.batch_sharding) for k, v in batch.items()}
 
   def run_steps(self, state: Any, batch: dict, steps: int) -> tuple[Any, list[float]]:

@@ -25,6 +25,7 @@ import numpy as np
 
 from benchmarks import common
 from benchmarks import train_setup
+from stunet.train import measure
 
 DEFAULT_CASES = ("tiny:8x16x16", "tiny:16x32x32", "demo:16x32x32", "demo:16x64x64",
                  "base:16x32x32")
@@ -84,8 +85,9 @@ class Case:
     self.bench = train_setup.TrainStepSetup(config)
     self.compiled = self.bench.compile_abstract()
     abstract = self.bench.abstract_state()
-    self.params, self.trainable = train_setup.count_params(abstract, self.bench.setup.labels)
-    self.state = train_setup.random_state(abstract)
+    counts = measure.param_counts(abstract.params, self.bench.setup.labels)
+    self.params, self.trainable = counts["all"], counts["trainable"]
+    self.state = measure.random_like(abstract)
     self.batch_arrays = self.bench.make_batch()
     self.times: list[float] = []
 
@@ -100,8 +102,8 @@ class Case:
         remat=bool(self.config.model.remat), params=self.params,
         trainable_params=self.trainable, compile_seconds=self.bench.compile_seconds,
         step_seconds=float(np.median(self.times[1:])),
-        flops=common.compiled_flops(self.compiled),
-        peak_memory=common.compiled_peak_memory(self.compiled))
+        flops=measure.flops(self.compiled),
+        peak_memory=measure.memory(self.compiled).peak_bytes)
 
 
 def run_cases(cases, batch: int, dtype: str, remat: str, steps: int, interleave: bool,

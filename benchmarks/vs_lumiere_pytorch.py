@@ -35,11 +35,11 @@ import types
 from absl import app
 from absl import flags
 import jax
-import numpy as np
 
 from benchmarks import common
 from benchmarks import level_flops
 from benchmarks import train_setup
+from stunet.train import measure
 
 _CONFIG = flags.DEFINE_string("config", "demo", "Our config (widths).")
 _SIZE = flags.DEFINE_string("size", "16x32x32", "TxHxW of the clips (H = W).")
@@ -132,17 +132,15 @@ class JaxStep:
     self.bench = train_setup.TrainStepSetup(config)
     self.compiled = self.bench.compile_abstract()
     abstract = self.bench.abstract_state()
-    self.params, self.trainable_params = train_setup.count_params(abstract,
-                                                                       self.bench.setup.labels)
-    unet_sizes = jax.tree.leaves(jax.tree.map(lambda x: int(np.prod(x.shape)),
-                                              abstract.params["unet"]))
-    self.unet_params = sum(unet_sizes)
+    counts = measure.param_counts(abstract.params, self.bench.setup.labels)
+    self.params, self.trainable_params = counts["all"], counts["trainable"]
+    self.unet_params = counts["unet"]
     with jax.set_mesh(self.bench.mesh):
       by_path = level_flops.flops_by_path(self.bench.setup.step_fn(), abstract,
                                           self.bench.abstract_batch())
     self.matmul_conv_flops = sum(by_path.values())
-    self.xla_flops = common.compiled_flops(self.compiled)
-    self.state = train_setup.random_state(abstract)
+    self.xla_flops = measure.flops(self.compiled)
+    self.state = measure.random_like(abstract)
     self.batch = self.bench.make_batch()
 
   def step(self):

@@ -21,7 +21,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Any, Sequence
+import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +35,7 @@ from stunet.parallel import sharding as sharding_lib
 from stunet.text import t5 as t5_lib
 from stunet.train import build as build_lib
 from stunet.train import denoiser as denoiser_lib
+from stunet.train import measure
 from stunet.train import stages as stages_lib
 from stunet.train import state as state_lib
 from stunet.train import step as step_lib
@@ -232,16 +234,9 @@ def _shard_bytes(tree: Any) -> int:
 def abstract_batch(setup: build_lib.StageSetup, mesh: jax.sharding.Mesh) -> dict:
   """The global batch as ShapeDtypeStructs with the data pipeline's sharding."""
   c = setup.config
-  sharding = global_batch.batch_sharding(mesh, c.data.batch_axes)
   b = c.data.global_batch_size
   global_batch.check_batch_size(b, 1, mesh, c.data.batch_axes)
-  length = setup.tokenizer.max_length
-  return {
-      setup.stage.modality: jax.ShapeDtypeStruct((b,) + setup.example_shape, jnp.uint8,
-                                                 sharding=sharding),
-      "text_ids": jax.ShapeDtypeStruct((b, length), jnp.int32, sharding=sharding),
-      "text_mask": jax.ShapeDtypeStruct((b, length), jnp.bool_, sharding=sharding),
-  }
+  return measure.abstract_batch(setup, b, global_batch.batch_sharding(mesh, c.data.batch_axes))
 
 
 def _parse_size(text: str) -> int:
@@ -282,34 +277,25 @@ def _setup(config: ml_collections.ConfigDict, topology: Topology, stage: str,
 def _compile_and_measure(jitted, args: tuple, mesh: jax.sharding.Mesh,
                          report: FitReport) -> FitReport:
   """Compiles `jitted(*args)` for the mesh's devices; fills the report's memory and FLOPs."""
-  import time  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
-  with jax.set_mesh(mesh):
-    lowered = jitted.lower(*args)
-    try:
-      compiled = lowered.compile()
-    except Exception as e:  # pylint: disable=broad-except
-      message = str(e)
-      if "RESOURCE_EXHAUSTED" not in message and "Ran out of memory" not in message:
-        raise
-      used, over = _oom_bytes(message)
-      report.error = message.strip().splitlines()[0][:500] if message.strip() else "OOM"
-      report.peak_bytes = used or report.hbm_bytes + over
-      report.compile_seconds = time.perf_counter() - start
-      return report
-  report.compile_seconds = time.perf_counter() - start
-  memory = compiled.memory_analysis()
-  report.argument_bytes = int(memory.argument_size_in_bytes)
-  report.output_bytes = int(memory.output_size_in_bytes)
-  report.alias_bytes = int(memory.alias_size_in_bytes)
-  report.temp_bytes = int(memory.temp_size_in_bytes)
-  # The compiler's peak can leave out live arguments; the sum of the buffers bounds it.
-  live = report.argument_bytes + report.output_bytes - report.alias_bytes + report.temp_bytes
-  report.peak_bytes = max(int(getattr(memory, "peak_memory_in_bytes", 0) or 0), live)
-  cost = compiled.cost_analysis()
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0] if cost else {}
-  report.flops = float((cost or {}).get("flops", 0.0))
+  try:
+    compiled, report.compile_seconds = measure.compile_timed(jitted, args, mesh)
+  except Exception as e:  # pylint: disable=broad-except
+    message = str(e)
+    if "RESOURCE_EXHAUSTED" not in message and "Ran out of memory" not in message:
+      raise
+    used, over = _oom_bytes(message)
+    report.error = message.strip().splitlines()[0][:500] if message.strip() else "OOM"
+    report.peak_bytes = used or report.hbm_bytes + over
+    report.compile_seconds = time.perf_counter() - start
+    return report
+  memory = measure.memory(compiled)
+  report.argument_bytes = memory.argument_bytes
+  report.output_bytes = memory.output_bytes
+  report.alias_bytes = memory.alias_bytes
+  report.temp_bytes = memory.temp_bytes
+  report.peak_bytes = memory.peak_bytes
+  report.flops = measure.flops(compiled)
   return report
 
 

@@ -19,6 +19,7 @@ from stunet.nn.config import UNetConfig
 from stunet.nn.inflate import SPATIAL, TEMPORAL, label_params
 from stunet.nn.stunet import STUNet
 from stunet.nn.t2i_unet import T2IUNet
+from stunet.parallel import hlo
 
 
 @dataclasses.dataclass
@@ -58,13 +59,7 @@ def count_params(params) -> dict[str, int]:
 
 def forward_flops(model: nn.Module, params, inputs) -> float:
   """FLOPs of one forward pass from XLA's cost analysis of the lowered computation."""
-  lowered = jax.jit(lambda p, *a: model.apply({"params": p}, *a)).lower(params, *inputs)
-  analysis = lowered.cost_analysis()
-  if not analysis or "flops" not in analysis:
-    analysis = lowered.compile().cost_analysis()
-  if isinstance(analysis, (list, tuple)):
-    analysis = analysis[0]
-  return float(analysis["flops"])
+  return hlo.flops(jax.jit(lambda p, *a: model.apply({"params": p}, *a)).lower(params, *inputs))
 
 
 def summarize(config: ml_collections.ConfigDict, name: str = "", batch: int = 1) -> ModelSummary:

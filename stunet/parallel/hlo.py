@@ -69,3 +69,25 @@ def gathers_of(hlo_text: str, min_elements: int) -> list[Collective]:
   big = [c for c in collectives(hlo_text)
          if c.kind == "all-gather" and np.prod(c.shape) >= min_elements]
   return sorted(big, key=lambda c: -c.bytes)
+
+
+def cost_analysis(computation) -> dict:
+  """XLA's cost analysis of a lowered or compiled computation, as one dict.
+
+  Some backends return a list (one entry per computation: the first is the step) and some
+  report no FLOPs for a lowered computation, which is then compiled for them.
+  """
+  analysis = computation.cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0] if analysis else {}
+  if "flops" not in (analysis or {}) and hasattr(computation, "compile"):
+    return cost_analysis(computation.compile())
+  return dict(analysis or {})
+
+
+def flops(computation) -> float:
+  """FLOPs of one call of a lowered or compiled computation (XLA's cost analysis)."""
+  analysis = cost_analysis(computation)
+  if "flops" not in analysis:
+    raise RuntimeError("XLA's cost analysis reported no 'flops' for this backend")
+  return float(analysis["flops"])
