@@ -285,6 +285,16 @@ class _Pending:
     return [(s, {k: float(v) for k, v in m.items()}) for s, m in fetched]
 
 
+def resolve_stage_config(config: ml_collections.ConfigDict, stage: stages_lib.Stage,
+                         workdir: str) -> ml_collections.ConfigDict:
+  """The config `stage` really trains with (locked): `config.stage.<name>` folded into the
+  shared sections and the stage's own fields checked (`build.stage_config`), and
+  `diffusion.null_text='auto'` made concrete (`resolve_null_text`). Resolving it again gives
+  the same config, which is what sampling relies on when it rebuilds a stage from its saved
+  `config.json`."""
+  return build_lib.stage_config(with_resolved_null_text(config, stage, workdir), stage)
+
+
 def run_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage, workdir: str, *,
               mesh: jax.sharding.Mesh, allow_config_change: bool = False,
               watcher: preemption_lib.PreemptionWatcher | None = None) -> StageResult:
@@ -296,9 +306,11 @@ def run_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage, workdi
     with preemption_lib.PreemptionWatcher() as own:
       return run_stage(config, stage, workdir, mesh=mesh,
                        allow_config_change=allow_config_change, watcher=own)
-  config = with_resolved_null_text(config, stage, workdir)
-  setup = build_lib.build_stage(config, stage)
-  c = setup.config
+  # The stage's effective config, resolved once (`resolve_stage_config`): the step, the data
+  # pipeline, the resume check and `config.json` all read this `c`. Only the parent stage's
+  # start point reads the run's `config` (the parent resolves it for itself).
+  c = resolve_stage_config(config, stage, workdir)
+  setup = build_lib.build_stage(c, stage)  # resolving a resolved config changes nothing
   stage_dir = os.path.join(os.path.abspath(workdir), stage.name)
   is_main = jax.process_index() == 0
   rules = setup.rules
