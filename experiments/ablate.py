@@ -44,7 +44,7 @@ def main(argv):
     # Fail before minutes of compiling, not at the end when the plots are drawn.
     raise SystemExit("error: ablate.py draws its plots with matplotlib: "
                      "pip install 'stunet[plot]'") from None
-  from stunet.eval import ablation
+  from stunet.apps import ablation_sweep
 
   sweep = _SWEEP.value
   if _ONLY.value:
@@ -55,7 +55,7 @@ def main(argv):
     sweep.variants = tuple(v for v in sweep.variants if v[0] in _ONLY.value)
   if _TRAIN_STEPS.value < 0:
     raise app.UsageError(f"--train_steps must be >= 0, got {_TRAIN_STEPS.value}")
-  runner = ablation.Sweep(sweep, _WORKDIR.value)
+  runner = ablation_sweep.Sweep(sweep, _WORKDIR.value)
   runner.run_analysis()
   if _TRAIN_STEPS.value:
     runner.run_training(_TRAIN_STEPS.value, sweep.eval_prompts)

@@ -51,7 +51,7 @@ def main(argv):
       split=_SPLIT.value, max_prompts=_MAX_PROMPTS.value, seed=_SEED.value, steps=_STEPS.value,
       guidance=_GUIDANCE.value, sampler=_SAMPLER.value, batch_size=_BATCH_SIZE.value,
       fvd=_FVD.value, checkpoint_step=_CHECKPOINT_STEP.value)
-  from stunet.apps import sample_run
+  from stunet.sampling import sample_run
   tsr = sample_run.TSROptions(workdir=_TSR_WORKDIR.value) if _TSR_WORKDIR.value else None
   record = run_evaluation.evaluate_run(_WORKDIR.value, options, out_dir=_OUT.value, tsr=tsr)
   print(run_evaluation.to_markdown(record))

@@ -80,7 +80,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   cli.init(_CPU_DEVICES.value)
-  from stunet.apps import sample_run
+  from stunet.sampling import sample_run
 
   prompts = sample_run.read_prompts(_PROMPT.value, _PROMPTS_FILE.value)
   options = sample_run.SampleOptions(

@@ -26,7 +26,8 @@ import os
 import jax
 import ml_collections
 
-from stunet.apps import sample_run
+from stunet.sampling import sample_run
+from stunet.sampling import trained_stage
 from stunet.eval import run_evaluation
 from stunet.train import loop
 
@@ -64,7 +65,7 @@ def _showcase(workdir: str, config, options: MainJobOptions, step: int,
   """Gallery of the showcase prompts at `step` (sampled unless it exists already)."""
   if not options.num_showcase_samples or not config.sample.prompts:
     return None
-  out_dir = os.path.join(sample_run.stage_dir(workdir, "video"), "sampled", str(step))
+  out_dir = os.path.join(trained_stage.stage_dir(workdir, "video"), "sampled", str(step))
   gallery = os.path.join(out_dir, "index.html")
   expected = len(config.sample.prompts) * options.num_showcase_samples
   if os.path.exists(gallery) and len(glob.glob(os.path.join(out_dir, "*.json"))) >= expected:

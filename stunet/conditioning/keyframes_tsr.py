@@ -16,7 +16,7 @@ cascade from our own parts, so the two designs can be compared at the same train
   keyframe mask channel -- the layout of `stunet.conditioning.masks.model_input`);
 - sampling (`fill_between_keyframes`): the ``T / k`` generated keyframes are placed at frames
   ``0, k, 2k, ...``, the TSR model samples the whole clip conditioned on them, and the
-  keyframes are pasted back so they are exact. `stunet.apps.sample_run` runs it with
+  keyframes are pasted back so they are exact. `stunet.sampling.sample_run` runs it with
   ``TSROptions`` (``experiments/sample.py --tsr_workdir``).
 
 The last keyframe is frame ``T - k``: the ``k - 1`` frames after it are extrapolated, exactly

@@ -14,6 +14,9 @@ Files:
   gallery.py         the run gallery page.
   run_evaluation.py  `evaluate_run`: sample a split's captions from a run, write the metrics
                      (behind experiments/evaluate.py).
-  ablation.py        the temporal down-sampling sweep: XLA cost/memory vs T, step time,
-                     optional training + metrics per variant (behind experiments/ablate.py).
+  learning_curve.py  accuracy against training time from a run's saved checkpoints.
+  ablation.py        the temporal down-sampling variants and their compiled-step analysis:
+                     parameters, XLA's FLOPs and peak memory vs T, step time.
+  ablation_report.py the ablation's record (analysis.jsonl) and its tables and plots; the
+                     sweep that fills it is `stunet.apps.ablation_sweep`.
 """

@@ -3,7 +3,7 @@
 A run's loss falls smoothly long before its samples show the captioned objects, and the
 configs are compared at equal *time*, not equal steps (a wider model takes fewer steps per
 minute). `learning_curve` samples the same captions with the same noise from each saved
-checkpoint of one stage (`stunet.apps.sample_run`) and scores them with the analytic detector
+checkpoint of one stage (`stunet.sampling.sample_run`) and scores them with the analytic detector
 (`metrics.evaluate_clips`); each row carries the stage's training wall-clock at that step
 (`elapsed_s` of `metrics.jsonl`, compiles and checkpoint writes included, see
 `stunet.train.metrics.MetricsWriter.write`) and that of the stages it started from, so a
@@ -188,14 +188,15 @@ def learning_curve(workdir: str, stage: str, *, split: str = "validation",
     `split`, `num_prompts`, the sampling settings used (`sampler`, `sample_steps`,
     `guidance`), `samples_dir` and the scores of `metric_columns(stage)`.
   """
-  from stunet.apps import sample_run  # JAX-heavy: imported when sampling
+  from stunet.sampling import sample_run  # JAX-heavy: imported when sampling
+  from stunet.sampling import trained_stage
 
   _check_stage(stage)
   run_evaluation.EvalOptions(split=split, max_prompts=max_prompts).validate()
   saved = saved_steps(workdir, stage)
   if not saved:
     raise ValueError(f"the {stage!r} stage of {os.path.abspath(workdir)} has no checkpoint; "
-                     f"train it first: {sample_run.TRAIN_COMMAND.format(workdir=workdir)}")
+                     f"train it first: {trained_stage.TRAIN_COMMAND.format(workdir=workdir)}")
   if not steps:
     steps = saved
   else:
@@ -204,7 +205,7 @@ def learning_curve(workdir: str, stage: str, *, split: str = "validation",
     if missing:
       raise ValueError(f"no {stage!r} checkpoint for step(s) {missing} in "
                        f"{os.path.abspath(workdir)}; saved steps: {saved}")
-  config = sample_run.load_run_config(workdir, stage)
+  config = trained_stage.load_run_config(workdir, stage)
   if config.data.get("files"):
     raise ValueError(f"the run trained on data.files={config.data.files!r}; learning curves "
                      f"read the captions of a built shapes_video split (data.builder_config)")

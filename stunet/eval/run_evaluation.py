@@ -2,7 +2,7 @@
 
 `evaluate_run` reads the captions of a `shapes_video` split (every test clip holds one of the
 held-out (colour, shape, motion) combinations never seen in training), samples one clip per
-caption from the run's latest `video` checkpoint (`stunet.apps.sample_run`), runs the analytic
+caption from the run's latest `video` checkpoint (`stunet.sampling.sample_run`), runs the analytic
 detector metrics (`metrics.evaluate_clips`) on them and, optionally, FVD-shapes against the
 split's real clips. It writes into ``<workdir>/eval/<split>_step<step>/``:
 
@@ -171,11 +171,12 @@ def evaluate_run(workdir: str, options: EvalOptions = EvalOptions(), *,
   Returns:
     The metrics dict that was written to ``metrics.json``.
   """
-  from stunet.apps import sample_run  # JAX-heavy: imported when sampling
+  from stunet.sampling import sample_run  # JAX-heavy: imported when sampling
+  from stunet.sampling import trained_stage
   from stunet.data import video_write
 
   options.validate()
-  config = sample_run.load_run_config(workdir, stage)
+  config = trained_stage.load_run_config(workdir, stage)
   if config.data.get("files"):
     raise ValueError(f"the run trained on data.files={config.data.files!r}; evaluation reads a "
                      f"built shapes_video split (data.builder_config)")
@@ -199,7 +200,7 @@ def evaluate_run(workdir: str, options: EvalOptions = EvalOptions(), *,
   if clips.ndim != 5:
     raise ValueError(f"stage {stage!r} produced images, not clips; evaluate a video stage")
   if tsr is not None:  # full clips at the TSR run's frame rate, not the keyframes'
-    config = sample_run.load_run_config(tsr.workdir, "tsr")
+    config = trained_stage.load_run_config(tsr.workdir, "tsr")
   fps = int(config.data.fps or src.metadata["fps"])
 
   extractor, real = None, None
@@ -248,14 +249,14 @@ def _run_settings(result) -> dict:
 
 
 def _latest_step(workdir: str, stage: str) -> int:
-  from stunet.apps import sample_run
-  directory = os.path.join(sample_run.stage_dir(workdir, stage), "checkpoints")
+  from stunet.sampling import trained_stage
+  directory = os.path.join(trained_stage.stage_dir(workdir, stage), "checkpoints")
   steps = [int(n) for n in os.listdir(directory) if n.isdigit()] \
       if os.path.isdir(directory) else []
   if not steps:
     raise FileNotFoundError(
         f"no checkpoint in {directory}; train the {stage!r} stage first: "
-        f"{sample_run.TRAIN_COMMAND.format(workdir=workdir)}")
+        f"{trained_stage.TRAIN_COMMAND.format(workdir=workdir)}")
   return max(steps)
 
 

@@ -21,6 +21,7 @@ from stunet.conditioning import ssr
 from stunet.diffusion import multidiffusion
 from stunet.train import build as build_lib
 from stunet.train import denoiser as denoiser_lib
+from stunet.train import samples as samples_lib
 
 MERGES = multidiffusion.MERGES
 
@@ -35,7 +36,7 @@ def window_layout(config, frames: int) -> multidiffusion.WindowLayout:
                                                                   window - 1))
 
 
-class SSRSampler:
+class SSRSampler(samples_lib.MeshSampler):
   """Jitted `(params, prompts, low, key) -> high-resolution clips` for an `ssr` stage setup."""
 
   def __init__(self, setup: build_lib.StageSetup, mesh: jax.sharding.Mesh, *,
@@ -45,20 +46,12 @@ class SSRSampler:
       raise ValueError(f"SSRSampler needs the 'ssr' stage, got {setup.stage.name!r}")
     if merge not in MERGES:
       raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
-    self.setup, self.mesh, self.merge = setup, mesh, merge
+    super().__init__(setup, mesh)
+    self.merge = merge
     c = setup.config
     self.low_resolution = int(c.stage.ssr.low_resolution)
     self.resolution = int(c.stage.ssr.resolution)
-    axes = tuple(a for a in c.data.batch_axes if a in mesh.axis_names)
-    self.multiple = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
     rules = setup.rules
-    self._callback: Callable[[int], None] | None = None
-
-    def on_step(step, x):
-      del x
-      if self._callback is not None:
-        self._callback(int(step))
-
     denoiser = denoiser_lib.Denoiser(setup)
 
     def run(params, ids, mask, low, key, with_callback):
@@ -75,7 +68,7 @@ class SSRSampler:
         return fn(sample_key, denoise, shape, text.emb, text.mask, text.null_emb, text.null_mask,
                   layout=window_layout(c, frames), config=c.diffusion, cond=cond, steps=steps,
                   sampler=sampler, guidance=guidance,
-                  callback=on_step if with_callback else None)
+                  callback=self._on_step if with_callback else None)
 
     self._run = jax.jit(run, static_argnums=5)
 
@@ -89,16 +82,9 @@ class SSRSampler:
     if len(prompts) != low.shape[0]:
       raise ValueError(f"{len(prompts)} prompts for {low.shape[0]} clips")
     n = len(prompts)
-    size = n + (-n % self.multiple)
+    size = self.padded_size(n)
     padded = list(prompts) + [prompts[-1]] * (size - n)
     low = np.concatenate([low, np.repeat(low[-1:], size - n, axis=0)])
     ids, mask = self.setup.tokenizer(padded)
-    self._callback = callback
-    try:
-      with jax.set_mesh(self.mesh):
-        out = self._run(params, jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(low), key,
-                        callback is not None)
-        out = jax.block_until_ready(out)
-    finally:
-      self._callback = None
-    return np.asarray(jax.device_get(out))[:n]
+    return self._run_on_mesh(callback, self._run, params, jnp.asarray(ids), jnp.asarray(mask),
+                             jnp.asarray(low), key, callback is not None)[:n]

@@ -1,7 +1,7 @@
 """One denoiser: a stage's U-Net with its weights, conditioning channels and null text, as the
 samplers call it.
 
-The train-time samples (`stunet.train.samples`), the SSR cascade (`stunet.apps.cascade`) and
+The train-time samples (`stunet.train.samples`), the SSR cascade (`stunet.sampling.cascade`) and
 the AOT sampling step (`stunet.apps.aot`) all denoise through this object, so the text
 encoding, the null text of `config.diffusion.null_text` and the way conditioning channels join
 the noisy input are written once.

@@ -2,7 +2,7 @@
 restored onto a mesh with the stage's shardings.
 
 A stage that starts from its parent (`stunet.train.loop.load_parent_params`) and sampling
-from a run (`stunet.apps.sample_run`) both go through `restore_params`; they differ only in
+from a run (`stunet.sampling.sample_run`) both go through `restore_params`; they differ only in
 what they say when nothing is saved and in what they check first.
 """
 

@@ -24,7 +24,43 @@ from stunet.train import build as build_lib
 from stunet.train import denoiser as denoiser_lib
 
 
-class Sampler:
+class MeshSampler:
+  """What a stage's samplers share: batches padded to a multiple of the mesh's data axes (the
+  model constrains activations' batch dim to them), a per-call `callback(step)` that the
+  jitted denoising loop reports to, and the output gathered to the host."""
+
+  def __init__(self, setup: build_lib.StageSetup, mesh: jax.sharding.Mesh):
+    self.setup = setup
+    self.mesh = mesh
+    axes = tuple(a for a in setup.config.data.batch_axes if a in mesh.axis_names)
+    self.multiple = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
+    self._callback: Callable[[int], None] | None = None
+
+  def padded_size(self, n: int) -> int:
+    return n + (-n % self.multiple)
+
+  def _on_step(self, step, x) -> None:
+    """The jitted loop's host callback: this call's `callback`, if it has one."""
+    del x
+    if self._callback is not None:
+      self._callback(int(step))
+
+  def _run_on_mesh(self, callback: Callable[[int], None] | None, run: Callable[..., jax.Array],
+                   *args) -> np.ndarray:
+    """`run(*args)` on the mesh, `callback` reporting each step; the whole output on the host
+    (on a multi-host mesh every process takes part and gets all of it)."""
+    self._callback = callback
+    try:
+      with jax.set_mesh(self.mesh):
+        out = jax.block_until_ready(run(*args))
+    finally:
+      self._callback = None
+    if not out.is_fully_addressable:
+      out = multihost_utils.process_allgather(out, tiled=True)
+    return np.asarray(jax.device_get(out))
+
+
+class Sampler(MeshSampler):
   """Jitted `(params, prompts, key) -> pixels` for one stage on one mesh.
 
   `steps`, `sampler` and `guidance` default to `config.diffusion`; the training loop uses the
@@ -38,19 +74,9 @@ class Sampler:
   def __init__(self, setup: build_lib.StageSetup, mesh: jax.sharding.Mesh, *,
                steps: int | None = None, sampler: str | None = None,
                guidance: float | None = None):
-    self.setup = setup
-    self.mesh = mesh
+    super().__init__(setup, mesh)
     c = setup.config
-    axes = tuple(a for a in c.data.batch_axes if a in mesh.axis_names)
-    self.multiple = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
     rules = setup.rules
-    self._callback: Callable[[int], None] | None = None
-
-    def on_step(step, x):
-      del x
-      if self._callback is not None:
-        self._callback(int(step))
-
     denoiser = denoiser_lib.Denoiser(setup)
 
     def run(params, ids, mask, key, cond, x_init, with_callback, strength):
@@ -58,7 +84,7 @@ class Sampler:
         text = denoiser.encode(params["text"], ids, mask)
         denoise = denoiser.fn(params["unet"], cond)
         kwargs = dict(config=c.diffusion, steps=steps, sampler=sampler, guidance=guidance,
-                      callback=on_step if with_callback else None)
+                      callback=self._on_step if with_callback else None)
         if x_init is not None:
           return sdedit.sdedit(key, denoise, x_init, strength, text.emb, text.mask,
                                text.null_emb, text.null_mask, **kwargs)
@@ -68,9 +94,6 @@ class Sampler:
 
     # Without a callback no host round trip per step is compiled in.
     self._run = jax.jit(run, static_argnums=(6, 7))
-
-  def padded_size(self, n: int) -> int:
-    return n + (-n % self.multiple)
 
   def __call__(self, params: Any, prompts: Sequence[str], key: jax.Array,
                callback: Callable[[int], None] | None = None, *,
@@ -95,17 +118,8 @@ class Sampler:
                        f"channels, got {got}")
     cond, x_init = (None if a is None else jnp.asarray(_pad_batch(np.asarray(a), n, size))
                     for a in (cond, x_init))
-    self._callback = callback
-    try:
-      with jax.set_mesh(self.mesh):
-        out = self._run(params, jnp.asarray(ids), jnp.asarray(mask), key, cond, x_init,
-                        callback is not None, float(strength))
-        out = jax.block_until_ready(out)
-    finally:
-      self._callback = None
-    if not out.is_fully_addressable:  # multi-host: every process takes part, all get the batch
-      out = multihost_utils.process_allgather(out, tiled=True)
-    return np.asarray(jax.device_get(out))[:n]
+    return self._run_on_mesh(callback, self._run, params, jnp.asarray(ids), jnp.asarray(mask),
+                             key, cond, x_init, callback is not None, float(strength))[:n]
 
 
 def _pad_batch(a: np.ndarray, n: int, size: int) -> np.ndarray:

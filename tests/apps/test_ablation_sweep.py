@@ -1,4 +1,5 @@
-"""Tests for the ablation harness: analysis-only table and plots on tiny, resume, errors."""
+"""Tests for the ablation sweep: analysis-only table and plots on tiny, resume, errors, and the
+training mode."""
 
 import csv
 import json
@@ -8,7 +9,9 @@ import jax
 import pytest
 
 from experiments.configs import ablation as ablation_config
+from stunet.apps import ablation_sweep
 from stunet.eval import ablation
+from stunet.eval import ablation_report
 from stunet.parallel import mesh as mesh_lib
 from tests.eval.conftest import MODEL_OVERRIDES
 
@@ -28,7 +31,7 @@ def _sweep():
 def finished(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("sweep"))
   logged = []
-  runner = ablation.Sweep(_sweep(), workdir, log=logged.append)
+  runner = ablation_sweep.Sweep(_sweep(), workdir, log=logged.append)
   runner.run_analysis()
   return workdir, runner, runner.write_outputs(), logged
 
@@ -85,13 +88,13 @@ def test_outputs(finished):
 
 def test_resume_skips_finished_rows(finished):
   workdir, runner, _, _ = finished
-  rows_path = os.path.join(workdir, ablation.ANALYSIS_NAME)
+  rows_path = os.path.join(workdir, ablation_report.ANALYSIS_NAME)
   lines = open(rows_path).read().splitlines()
   # An interrupted run: the last row is cut mid-write.
   with open(rows_path, "w") as f:
     f.write("\n".join(lines[:-1]) + "\n" + lines[-1][:10])
   logged = []
-  again = ablation.Sweep(_sweep(), workdir, log=logged.append)
+  again = ablation_sweep.Sweep(_sweep(), workdir, log=logged.append)
   again.run_analysis()
   assert len(logged) == 1  # only the lost row is recomputed
   assert len(again.rows()) == len(lines)
@@ -101,7 +104,7 @@ def test_bad_override_names_the_field(tmp_path):
   sweep = _sweep()
   sweep.variants = (("bad", (("model.temporal_factorz", (1,)),)),)
   with pytest.raises(ValueError, match="temporal_factorz"):
-    ablation.Sweep(sweep, str(tmp_path))
+    ablation_sweep.Sweep(sweep, str(tmp_path))
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +116,7 @@ def keyframes_sweep(tmp_path_factory):
   sweep.frames = (4,)
   workdir = str(tmp_path_factory.mktemp("keyframes_sweep"))
   logged = []
-  runner = ablation.Sweep(sweep, workdir, log=logged.append)
+  runner = ablation_sweep.Sweep(sweep, workdir, log=logged.append)
   runner.run_analysis()
   return runner, runner.write_outputs(), logged
 
@@ -151,14 +154,14 @@ def test_keyframes_tsr_bad_interval_gives_a_reason_or_fails_early(tmp_path):
   assert row["error"].startswith("tsr model: Number of frames 5 is not divisible")
   sweep.variants = (("kf", (("stage.tsr.keyframe_interval", 1),), "keyframes_tsr"),)
   with pytest.raises(ValueError, match="variant 'kf': stage.tsr.keyframe_interval must be"):
-    ablation.Sweep(sweep, str(tmp_path))
+    ablation_sweep.Sweep(sweep, str(tmp_path))
   sweep.variants = (("kf", (), "cascade"),)
   with pytest.raises(ValueError, match="kind 'cascade'"):
-    ablation.Sweep(sweep, str(tmp_path))
+    ablation_sweep.Sweep(sweep, str(tmp_path))
   sweep.variants = (("kf", (), "keyframes_tsr"),)
   sweep.keyframe_step_fraction = 1.0
   with pytest.raises(ValueError, match="sweep.keyframe_step_fraction"):
-    ablation.Sweep(sweep, str(tmp_path))
+    ablation_sweep.Sweep(sweep, str(tmp_path))
 
 
 @pytest.mark.slow
@@ -175,7 +178,7 @@ def test_training_mode_evaluates_each_variant_once(tmp_path):
   sweep.base.diffusion.sample_steps = 1
   sweep.base.log.update(dict(num_samples=0, progress_bar=False, tensorboard=False))
   logged = []
-  runner = ablation.Sweep(sweep, str(tmp_path / "sweep"), log=logged.append)
+  runner = ablation_sweep.Sweep(sweep, str(tmp_path / "sweep"), log=logged.append)
   # One device: compiling for all eight costs more than these 2-step runs.
   mesh = mesh_lib.make_mesh(sweep.base.mesh, devices=jax.devices()[:1])
   runner.run_training(train_steps=2, eval_prompts=2, mesh=mesh)

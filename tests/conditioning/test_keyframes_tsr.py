@@ -114,7 +114,7 @@ def test_keyframes_config_file_derives_from_its_base():
 
 
 def test_sample_run_tsr_options_are_checked_first(tmp_path):
-  from stunet.apps import sample_run
+  from stunet.sampling import sample_run
   run = str(tmp_path)
   with pytest.raises(ValueError, match="pass its workdir as --tsr_workdir"):
     sample_run.sample_run(run, ["a prompt"], stage="tsr", progress=False)

@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from stunet.apps import sample_run
+from stunet.sampling import sample_run
+from stunet.sampling import trained_stage
 from stunet.data import video_write
 from stunet.nn import inflate
 from stunet.parallel import mesh as mesh_lib
@@ -163,9 +164,9 @@ def test_style_blending(workdir, mesh, tmp_path):
   zero = _sample(workdir, mesh, tmp_path / "a0", sample_run.ModeInputs(),
                  style=sample_run.StyleOptions(workdir=workdir, alpha=0.0))
   np.testing.assert_array_equal(zero.pixels, base.pixels)  # a = 0: the base model exactly
-  _, params, _, _ = sample_run._load_stage(workdir, "video", None, "ema", mesh)
-  _, style, _, _ = sample_run._load_stage(workdir, "t2i_style", None, "ema", mesh)
-  one, step = sample_run.styled_params(params, sample_run.StyleOptions(workdir, 1.0), mesh)
+  _, params, _, _ = trained_stage.load_stage(workdir, "video", None, "ema", mesh)
+  _, style, _, _ = trained_stage.load_stage(workdir, "t2i_style", None, "ema", mesh)
+  one, step = trained_stage.styled_params(params, sample_run.StyleOptions(workdir, 1.0), mesh)
   assert step == 2
   flat = lambda t: flax.traverse_util.flatten_dict(jax.device_get(t))
   labels = flat(inflate.label_params(params["unet"]))

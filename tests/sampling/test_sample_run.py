@@ -10,7 +10,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from stunet.apps import sample_run
+from stunet.sampling import sample_run
+from stunet.sampling import trained_stage
 from stunet.parallel import mesh as mesh_lib
 from stunet.text import byte_tokenizer
 from stunet.train import compat
@@ -147,7 +148,7 @@ def test_prompts_file(tmp_path):
 
 def test_truncated_prompts_are_found():
   tokenizer = byte_tokenizer.ByteTokenizer(8, on_truncation="silent")
-  assert sample_run.truncated_prompts(tokenizer, ["short", "much too long", "1234567"]) == [1]
+  assert trained_stage.truncated_prompts(tokenizer, ["short", "much too long", "1234567"]) == [1]
 
 
 @pytest.mark.slow
@@ -181,7 +182,7 @@ def test_run_config_from_before_a_new_field_takes_its_default(tmp_path):
   os.makedirs(tmp_path / "video")
   with open(tmp_path / "video" / "config.json", "w") as f:
     json.dump(saved, f)
-  config = sample_run.load_run_config(str(tmp_path), "video")
+  config = trained_stage.load_run_config(str(tmp_path), "video")
   assert config.diffusion.frame_noise_correlation == 0.0
   assert config.optim.ema_warmup is True
   assert config.diffusion.guidance == 2.5 and config.data.frames == 4
