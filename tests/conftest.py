@@ -1,9 +1,12 @@
-"""Test session setup: 8 simulated CPU devices and parsed absl flags.
+"""Test session setup: 8 simulated CPU devices, a shared compilation cache, parsed absl flags.
 
 Both must happen before JAX or grain initialise, which is why they run at import time here.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _flags = os.environ.get("XLA_FLAGS", "")
@@ -14,6 +17,15 @@ if "xla_force_host_platform_device_count" not in _flags:
 if "xla_backend_optimization_level" not in _flags:
   _flags += " --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 os.environ["XLA_FLAGS"] = _flags.strip()
+# Many test files compile the same tiny steps. One compilation cache for the session, shared
+# by the xdist workers and the subprocesses the tests start (both inherit this environment),
+# compiles each distinct computation once. A cache directory set by the caller is kept.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _cache_dir = tempfile.mkdtemp(prefix="stunet-tests-xla-cache-")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache_dir
+  atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 import jax  # noqa: E402
 from absl import flags  # noqa: E402

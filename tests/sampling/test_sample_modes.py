@@ -23,6 +23,7 @@ from stunet.nn import inflate
 from stunet.parallel import mesh as mesh_lib
 from stunet.train import loop
 from tests.train.conftest import data_dir  # noqa: F401  (session fixture)
+from tests.train.conftest import small_run_config
 from tests.train.conftest import tiny_config
 
 STEPS = 2
@@ -30,14 +31,10 @@ FRAMES, RES = 8, 8
 
 
 def _config(data_dir, style_image):  # noqa: F811
-  c = tiny_config(num_steps=2, two_levels=True)
+  c = small_run_config(data_dir)
+  assert c.data.resolution == RES  # a centre crop of the 16 px tiny clips; SSR sees 16 px
   c.stages = "t2i,video,conditional,ssr,t2i_style"
   c.stage.t2i_style.image = style_image
-  c.data.data_dir = data_dir
-  c.data.global_batch_size = 8
-  c.data.resolution = RES  # a centre crop of the 16 px tiny clips; the SSR stage sees 16 px
-  c.log.update(dict(num_samples=0, tensorboard=False, progress_bar=False))
-  c.text.max_length = 32
   c.stage.ssr.update(dict(resolution=16, low_resolution=RES, window_frames=4,
                           window_overlap=2))
   return c

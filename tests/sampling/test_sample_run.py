@@ -17,18 +17,13 @@ from stunet.text import byte_tokenizer
 from stunet.train import compat
 from stunet.train import loop
 from tests.train.conftest import data_dir  # noqa: F401  (session fixture)
-from tests.train.conftest import tiny_config
+from tests.train.conftest import small_run_config
 
 STEPS = 3
 
 
 def _config(data_dir):  # noqa: F811
-  c = tiny_config(num_steps=2, two_levels=True)
-  c.data.data_dir = data_dir
-  c.data.global_batch_size = 8
-  c.log.update(dict(num_samples=0, tensorboard=False, progress_bar=False))
-  c.text.max_length = 32
-  return c
+  return small_run_config(data_dir)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +52,7 @@ def sampled(workdir, tmp_path_factory):
 def test_writes_every_sample_and_the_gallery(sampled):
   result, steps = sampled
   assert steps == list(range(1, STEPS + 1))  # progress callback once per denoising step
-  assert result.step == 2 and result.pixels.shape == (4, 8, 16, 16, 3)
+  assert result.step == 2 and result.pixels.shape == (4, 8, 8, 8, 3)
   assert [e.name for e in result.entries] == ["p000_s00", "p000_s01", "p001_s00", "p001_s01"]
   record = json.load(open(os.path.join(result.out_dir, "p001_s01.json")))
   assert record["prompt"] == "a blue square" and record["seed"] == 3
@@ -66,7 +61,7 @@ def test_writes_every_sample_and_the_gallery(sampled):
   for name in ("p001_s01.gif", "p001_s01_sheet.png", "p001_s01_xt.png"):
     assert os.path.getsize(os.path.join(result.out_dir, name)) > 0
   xt = np.asarray(Image.open(os.path.join(result.out_dir, "p001_s01_xt.png")))
-  assert xt.shape[:2] == (8, 16)  # one image row per frame
+  assert xt.shape[:2] == (8, 8)  # one image row per frame
   page = open(result.gallery_path, encoding="utf-8").read()
   assert all(f'src="{e.gif}"' in page for e in result.entries)
   # Different noise per clip of the same prompt.

@@ -31,6 +31,19 @@ def tiny_config(num_steps=300, mesh_shape=(1, -1, 1), two_levels=False):
   return c
 
 
+def small_run_config(data_dir: str):
+  """A 2-step tiny run at 8x8 px (a centre crop of the 16 px clips), batch 8, 32-token
+  captions: the runs the sampling tests train. They share it so that the session's
+  compilation cache (tests/conftest.py) compiles each stage's step once."""
+  c = tiny_config(num_steps=2, two_levels=True)
+  c.data.data_dir = data_dir
+  c.data.global_batch_size = 8
+  c.data.resolution = 8
+  c.log.update(dict(num_samples=0, tensorboard=False, progress_bar=False))
+  c.text.max_length = 32
+  return c
+
+
 def fixed_batch(tokenizer, modality: str, shape, seed: int = 0) -> dict:
   """uint8 pixels: smooth random blobs (learnable structure) plus the captions' ids/mask."""
   rng = np.random.default_rng(seed)
