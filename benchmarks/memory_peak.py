@@ -127,7 +127,7 @@ def main(argv):
                                         **overrides)
   bench = train_setup.TrainStepSetup(config)
   compiled = bench.compile_abstract()
-  memory = compiled.memory_analysis()
+  memory = measure.memory(compiled)
   # The train step is the largest module dumped (the others are small initialisers).
   live_files = sorted(glob.glob(os.path.join(dump_dir, "*after_optimizations-live-range.txt")),
                       key=os.path.getsize)
@@ -151,9 +151,9 @@ def main(argv):
       f"Command: `{command}`", "", f"Machine: {common.machine_info()}", "",
       f"Config dtype {config.model.dtype}, remat {config.model.remat}; XLA:CPU concurrency-"
       f"optimised scheduler {'on' if FLAGS.concurrency_scheduler else 'off'}. XLA memory analysis: "
-      f"arguments {common.si(memory.argument_size_in_bytes, 'B')}, temporaries "
-      f"{common.si(memory.temp_size_in_bytes, 'B')}, peak "
-      f"{common.si(measure.memory(compiled).peak_bytes, 'B')}; {len(values)} buffers live at "
+      f"arguments {common.si(memory.argument_bytes, 'B')}, temporaries "
+      f"{common.si(memory.temp_bytes, 'B')}, peak "
+      f"{common.si(memory.peak_bytes, 'B')}; {len(values)} buffers live at "
       f"the schedule's peak, {common.si(total, 'B')} in all:", "",
       common.markdown_table(["class (from op_name metadata)", "bytes at peak", "share",
                              "buffers"], rows), ""])
