@@ -117,24 +117,7 @@ def sample_run(workdir: str, prompts: Sequence[str], *, stage: str | None = None
     if extra is not None:
       extra.validate()
   prompts = read_prompts(prompts)
-  stage = stage or inputs.default_stage()
-  stages_lib.get_stage(stage)  # unknown stage: ValueError naming the registered ones
-  if stage == "ssr":
-    raise ValueError("the 'ssr' stage upsamples base samples: pass its workdir as "
-                     "--ssr_workdir (CascadeOptions) with the base run's --workdir")
-  if stage == "tsr":
-    raise ValueError("the 'tsr' stage fills in the frames between keyframes: pass its workdir "
-                     "as --tsr_workdir (TSROptions) with the keyframe run's --workdir")
-  if inputs.mode in CONDITIONAL_MODES and stage != "conditional":
-    raise ValueError(f"--mode={inputs.mode} samples the 'conditional' stage, got "
-                     f"--stage={stage}")
-  if inputs.mode == "v2v" and stage != "video":
-    raise ValueError(f"--mode=v2v edits with the 'video' stage, got --stage={stage}")
-  if style is not None and stage != "video":
-    raise ValueError(f"a style is blended into the 'video' stage's model, got --stage={stage}")
-  if tsr is not None and (stage != "video" or inputs.mode != "t2v"):
-    raise ValueError(f"the TSR run fills in text-to-video keyframes of the 'video' stage, got "
-                     f"--stage={stage} --mode={inputs.mode}")
+  stage = _checked_stage(stage, inputs, style, tsr)
   setup, params, step, mesh = trained_stage.load_stage(workdir, stage, step, options.params,
                                                        mesh, config)
   c = setup.config
@@ -171,13 +154,7 @@ def sample_run(workdir: str, prompts: Sequence[str], *, stage: str | None = None
   settings = {"stage": stage, "step": step, "params": options.params, "sampler": sampler_name,
               "steps": steps, "guidance": guidance, "eta": c.diffusion.eta,
               "thresholding": c.diffusion.thresholding, "batch_size": size,
-              "mode": inputs.mode}
-  for name in MODE_INPUTS[inputs.mode]:
-    settings[name] = os.path.abspath(getattr(inputs, name))
-  if inputs.mode == "v2v":
-    settings["strength"] = inputs.strength
-  if inputs.mode in CONDITIONAL_MODES:
-    settings["paste_known"] = inputs.paste_known
+              **_mode_settings(inputs)}
   if style is not None:
     settings.update(style_workdir=os.path.abspath(style.workdir), style_alpha=style.alpha,
                     style_step=style_step)
@@ -192,24 +169,70 @@ def sample_run(workdir: str, prompts: Sequence[str], *, stage: str | None = None
     settings.update(ssr_settings)
 
   out_dir = out_dir or os.path.join(trained_stage.stage_dir(workdir, stage), "sampled", str(step))
+  title = f"{os.path.basename(os.path.abspath(workdir))} / {stage} step {step}"
+  entries, gallery_path = _write(out_dir, title, pixels, jobs, prompts, size, options.seed,
+                                 settings, fps)
+  return SampleResult(out_dir=out_dir, step=step, entries=entries, pixels=pixels,
+                      gallery_path=gallery_path)
+
+
+def _checked_stage(stage: str | None, inputs: ModeInputs, style: StyleOptions | None,
+                   tsr: TSROptions | None) -> str:
+  """The stage to sample (default: the mode's), after checking that it goes with the mode and
+  the second runs; every error names the flags to change."""
+  stage = stage or inputs.default_stage()
+  stages_lib.get_stage(stage)  # unknown stage: ValueError naming the registered ones
+  if stage == "ssr":
+    raise ValueError("the 'ssr' stage upsamples base samples: pass its workdir as "
+                     "--ssr_workdir (CascadeOptions) with the base run's --workdir")
+  if stage == "tsr":
+    raise ValueError("the 'tsr' stage fills in the frames between keyframes: pass its workdir "
+                     "as --tsr_workdir (TSROptions) with the keyframe run's --workdir")
+  if inputs.mode in CONDITIONAL_MODES and stage != "conditional":
+    raise ValueError(f"--mode={inputs.mode} samples the 'conditional' stage, got "
+                     f"--stage={stage}")
+  if inputs.mode == "v2v" and stage != "video":
+    raise ValueError(f"--mode=v2v edits with the 'video' stage, got --stage={stage}")
+  if style is not None and stage != "video":
+    raise ValueError(f"a style is blended into the 'video' stage's model, got --stage={stage}")
+  if tsr is not None and (stage != "video" or inputs.mode != "t2v"):
+    raise ValueError(f"the TSR run fills in text-to-video keyframes of the 'video' stage, got "
+                     f"--stage={stage} --mode={inputs.mode}")
+  return stage
+
+
+def _mode_settings(inputs: ModeInputs) -> dict:
+  """What a sample's JSON record says about its mode and input files."""
+  settings = {"mode": inputs.mode}
+  for name in MODE_INPUTS[inputs.mode]:
+    settings[name] = os.path.abspath(getattr(inputs, name))
+  if inputs.mode == "v2v":
+    settings["strength"] = inputs.strength
+  if inputs.mode in CONDITIONAL_MODES:
+    settings["paste_known"] = inputs.paste_known
+  return settings
+
+
+def _write(out_dir: str, title: str, pixels: np.ndarray, jobs: list, prompts: list[str],
+           size: int, seed: int, settings: dict, fps: int
+           ) -> tuple[list[gallery.SampleEntry], str]:
+  """Every clip (mp4 + GIF, contact sheet, XT slice, JSON record) and the gallery page, from
+  process 0: `(entries, gallery path)`."""
+  gallery_path = os.path.join(out_dir, "index.html")
+  if jax.process_index() != 0:
+    return [], gallery_path
   video = video_write.to_uint8(pixels)
   if video.ndim == 4:
     video = video[:, None]  # images: one-frame clips
   entries = []
-  if jax.process_index() == 0:
-    for i, (p, k) in enumerate(jobs):
-      j = i // size
-      entries.append(gallery.write_sample(
-          out_dir, f"p{p:03d}_s{k:02d}", video[i], prompt=prompts[p], seed=options.seed,
-          settings={**settings, "batch": j, "index_in_batch": i - j * size},
-          fps=fps))
-    title = f"{os.path.basename(os.path.abspath(workdir))} / {stage} step {step}"
-    gallery_path = gallery.write_gallery(out_dir, entries, title=title)
-    logging.info("wrote %d samples and %s", len(entries), gallery_path)
-  else:
-    gallery_path = os.path.join(out_dir, "index.html")
-  return SampleResult(out_dir=out_dir, step=step, entries=entries, pixels=pixels,
-                      gallery_path=gallery_path)
+  for i, (p, k) in enumerate(jobs):
+    j = i // size
+    entries.append(gallery.write_sample(
+        out_dir, f"p{p:03d}_s{k:02d}", video[i], prompt=prompts[p], seed=seed,
+        settings={**settings, "batch": j, "index_in_batch": i - j * size}, fps=fps))
+  gallery_path = gallery.write_gallery(out_dir, entries, title=title)
+  logging.info("wrote %d samples and %s", len(entries), gallery_path)
+  return entries, gallery_path
 
 
 def _fill_frames(tsr: TSROptions, keyframes: np.ndarray, jobs, prompts, size: int,
