@@ -82,9 +82,7 @@ class SSRSampler(samples_lib.MeshSampler):
     if len(prompts) != low.shape[0]:
       raise ValueError(f"{len(prompts)} prompts for {low.shape[0]} clips")
     n = len(prompts)
-    size = self.padded_size(n)
-    padded = list(prompts) + [prompts[-1]] * (size - n)
-    low = np.concatenate([low, np.repeat(low[-1:], size - n, axis=0)])
-    ids, mask = self.setup.tokenizer(padded)
-    return self._run_on_mesh(callback, self._run, params, jnp.asarray(ids), jnp.asarray(mask),
-                             jnp.asarray(low), key, callback is not None)[:n]
+    ids, mask = self._tokens(prompts)
+    low = samples_lib.pad_batch(low, n, self.padded_size(n))
+    return self._run_on_mesh(callback, self._run, params, ids, mask, jnp.asarray(low), key,
+                             callback is not None)[:n]

@@ -39,6 +39,12 @@ class MeshSampler:
   def padded_size(self, n: int) -> int:
     return n + (-n % self.multiple)
 
+  def _tokens(self, prompts: Sequence[str]) -> tuple[jax.Array, jax.Array]:
+    """`(ids, mask)` of `prompts` padded to `padded_size` by repeating the last one."""
+    size = self.padded_size(len(prompts))
+    ids, mask = self.setup.tokenizer(list(prompts) + [prompts[-1]] * (size - len(prompts)))
+    return jnp.asarray(ids), jnp.asarray(mask)
+
   def _on_step(self, step, x) -> None:
     """The jitted loop's host callback: this call's `callback`, if it has one."""
     del x
@@ -109,21 +115,21 @@ class Sampler(MeshSampler):
     """
     n = len(prompts)
     size = self.padded_size(n)
-    padded = list(prompts) + [prompts[-1]] * (size - n)
-    ids, mask = self.setup.tokenizer(padded)
+    ids, mask = self._tokens(prompts)
     want = self.setup.unet_config.cond_channels
     if (cond is None) != (want == 0) or (cond is not None and cond.shape[-1] != want):
       got = "none" if cond is None else cond.shape[-1]
       raise ValueError(f"the {self.setup.stage.name!r} model takes {want} conditioning "
                        f"channels, got {got}")
-    cond, x_init = (None if a is None else jnp.asarray(_pad_batch(np.asarray(a), n, size))
+    cond, x_init = (None if a is None else jnp.asarray(pad_batch(np.asarray(a), n, size))
                     for a in (cond, x_init))
-    return self._run_on_mesh(callback, self._run, params, jnp.asarray(ids), jnp.asarray(mask),
-                             key, cond, x_init, callback is not None, float(strength))[:n]
+    return self._run_on_mesh(callback, self._run, params, ids, mask, key, cond, x_init,
+                             callback is not None, float(strength))[:n]
 
 
-def _pad_batch(a: np.ndarray, n: int, size: int) -> np.ndarray:
-  """`[n ...]` or `[1 ...]` -> `[size ...]`, repeating the last row."""
+def pad_batch(a: np.ndarray, n: int, size: int) -> np.ndarray:
+  """`[n ...]` or `[1 ...]` -> `[size ...]`, repeating the last row (the samplers' padding of
+  per-clip inputs to the mesh's batch multiple)."""
   if a.shape[0] == 1:
     return np.repeat(a, size, axis=0)
   if a.shape[0] != n:
