@@ -25,7 +25,7 @@ EXTRAS = {
     # `.[test,video,parity,tpu]`. pytest-xdist: the suite is compile-bound and XLA's CPU
     # compiler uses about one core (run serially: 37 min CPU in 32 min wall on 2 cores), so
     # the README command runs one worker per core.
-    "test": ["pytest>=8.0", "pytest-xdist>=3.5", "matplotlib>=3.8"],
+    "test": ["pytest>=8.0", "pytest-xdist>=3.5", "filelock>=3.12", "matplotlib>=3.8"],
     # Plots of experiments/ablate.py and the benchmarks.
     "plot": ["matplotlib>=3.8"],
     # Video decoding/encoding for user datasets and sample writing (PyAV wraps FFmpeg).

@@ -13,7 +13,7 @@ from stunet.apps import ablation_sweep
 from stunet.eval import ablation
 from stunet.eval import ablation_report
 from stunet.parallel import mesh as mesh_lib
-from tests.eval.conftest import MODEL_OVERRIDES
+from tests.train.conftest import MODEL_OVERRIDES
 
 VARIANTS = ("stunet", "no_temporal_downsampling")
 

@@ -1,7 +1,8 @@
 """The applications end to end on a tiny trained run: conditional modes, v2v and the SSR cascade.
 
-One workdir trains t2i -> video -> conditional (2 steps each) at 8x8, an SSR stage 8 -> 16
-px on windows of 4 frames and a style stage, then `sample_run` samples every mode from it. One
+One workdir, the session's shared t2i -> video run (`tests/train/conftest.small_run`) continued,
+trains conditional (2 steps) at 8x8, an SSR stage 8 -> 16 px on windows of 4 frames and a style
+stage, then `sample_run` samples every mode from it. One
 device: compiles dominate here, and the samplers are compiled once per model and setting
 (`sample_run` caches them), so the modes of one model share a compile.
 """
@@ -23,6 +24,8 @@ from stunet.nn import inflate
 from stunet.parallel import mesh as mesh_lib
 from stunet.train import loop
 from tests.train.conftest import data_dir  # noqa: F401  (session fixture)
+from tests.train.conftest import copy_of_small_run
+from tests.train.conftest import small_run  # noqa: F401  (session fixture)
 from tests.train.conftest import small_run_config
 from tests.train.conftest import tiny_config
 
@@ -46,8 +49,9 @@ def mesh():
 
 
 @pytest.fixture(scope="module")
-def workdir(data_dir, files, mesh, tmp_path_factory):  # noqa: F811
-  path = str(tmp_path_factory.mktemp("run"))
+def workdir(data_dir, small_run, files, mesh, tmp_path_factory):  # noqa: F811
+  # The session's t2i + video run (the same config) continued with the three other stages.
+  path = copy_of_small_run(small_run, tmp_path_factory)
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # the 12x12 style image is resized
     results = loop.train(_config(data_dir, files["image"]), path, mesh=mesh)

@@ -5,18 +5,17 @@ import os
 import subprocess
 import sys
 
-import jax
 import numpy as np
 from PIL import Image
 import pytest
 
 from stunet.sampling import sample_run
 from stunet.sampling import trained_stage
-from stunet.parallel import mesh as mesh_lib
 from stunet.text import byte_tokenizer
 from stunet.train import compat
-from stunet.train import loop
 from tests.train.conftest import data_dir  # noqa: F401  (session fixture)
+from tests.train.conftest import copy_of_small_run
+from tests.train.conftest import small_run  # noqa: F401  (session fixture)
 from tests.train.conftest import small_run_config
 
 STEPS = 3
@@ -27,14 +26,10 @@ def _config(data_dir):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def workdir(data_dir, tmp_path_factory):  # noqa: F811
-  """A 2-step t2i + 2-step video run, trained on one device (compiling for eight costs more
-  than the steps); the tests sample it on all eight."""
-  path = str(tmp_path_factory.mktemp("run"))
-  c = _config(data_dir)
-  results = loop.train(c, path, mesh=mesh_lib.make_mesh(c.mesh, devices=jax.devices()[:1]))
-  assert [(r.stage, r.step) for r in results] == [("t2i", 2), ("video", 2)]
-  return path
+def workdir(small_run, tmp_path_factory):  # noqa: F811
+  """The session's 2-step t2i + 2-step video run (`tests/train/conftest.small_run`, trained
+  on one device), copied; the tests sample it on all eight."""
+  return copy_of_small_run(small_run, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,10 @@
-"""Shared pieces of the training tests: the tiny config and a fixed synthetic batch."""
+"""Shared pieces of the training tests: the tiny config, a fixed synthetic batch, and the
+session's shared data and trained run."""
 
+import os
+import shutil
+
+import filelock
 import numpy as np
 import pytest
 
@@ -54,10 +59,54 @@ def fixed_batch(tokenizer, modality: str, shape, seed: int = 0) -> dict:
   return {modality: pixels, "text_ids": ids, "text_mask": mask}
 
 
+def _shared_dir(tmp_path_factory, worker_id: str, name: str) -> str:
+  """`name` under a directory every pytest-xdist worker of this session sees (the session's
+  own temporary directory without xdist)."""
+  base = tmp_path_factory.getbasetemp()
+  return str((base if worker_id == "master" else base.parent) / name)
+
+
+def _build_once(path: str, build) -> str:
+  """`build(path)` by the first worker that gets here; the others wait for it and reuse it.
+
+  A marker file written after `build` returns says it finished: a worker that failed midway
+  leaves no marker, and the next one builds again (a trained run resumes where it stopped).
+  """
+  with filelock.FileLock(path + ".lock"):
+    if not os.path.exists(path + ".done"):
+      build(path)
+      open(path + ".done", "w").close()
+  return path
+
+
 @pytest.fixture(scope="session")
-def data_dir(tmp_path_factory):
+def data_dir(tmp_path_factory, worker_id):
   """A TFDS data dir with shapes_video/tiny (built once per session, in seconds)."""
   from stunet.data import shapes_video
-  root = tmp_path_factory.mktemp("tfds")
-  shapes_video.ShapesVideo(config="tiny", data_dir=str(root)).download_and_prepare()
-  return str(root)
+  return _build_once(_shared_dir(tmp_path_factory, worker_id, "tfds"), lambda path: (
+      shapes_video.ShapesVideo(config="tiny", data_dir=path).download_and_prepare()))
+
+
+@pytest.fixture(scope="session")
+def small_run(data_dir, tmp_path_factory, worker_id):
+  """The workdir of `small_run_config`'s t2i + video run (2 steps each, on one device: compiling
+  for eight devices costs more than these steps), trained once per session: the sampling and
+  evaluation tests all read it. Read-only: a test that writes into a run copies it first
+  (`copy_of_small_run`)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from stunet.parallel import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
+  from stunet.train import loop  # pylint: disable=g-import-not-at-top
+
+  def train(path):
+    c = small_run_config(data_dir)
+    results = loop.train(c, path, mesh=mesh_lib.make_mesh(c.mesh, devices=jax.devices()[:1]))
+    assert [(r.stage, r.step) for r in results] == [("t2i", 2), ("video", 2)]
+
+  return _build_once(_shared_dir(tmp_path_factory, worker_id, "small_run"), train)
+
+
+def copy_of_small_run(small_run: str, tmp_path_factory) -> str:  # noqa: F811
+  """A private copy of the shared run, for tests that write into their run."""
+  path = str(tmp_path_factory.mktemp("run") / "run")
+  shutil.copytree(small_run, path)
+  return path
