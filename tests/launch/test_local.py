@@ -21,6 +21,10 @@ local = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(local)
 
 # The tiny config's t2i stage with two levels (as tests/train does), 3 steps, one checkpoint.
+# Every run of this file has the same learning-rate schedule, whatever its number of steps, so
+# that runs on the same devices compile the same train step (the session's compilation cache
+# serves the later ones).
+_SCHEDULE = ["--config.optim.warmup_steps=1", "--config.optim.decay_steps=3"]
 _MODEL = ["--config.model.channel_mult=(1,2)", "--config.model.num_res_blocks=(1,1)",
           "--config.model.attention_levels=(False,True)", "--config.model.num_heads=(2,2)",
           "--config.model.temporal_factors=(2,)"]
@@ -32,7 +36,7 @@ def _train_args(workdir, data_dir, *extra):
           "--config.log.num_samples=0", "--config.log.every_steps=1",
           "--config.stage.t2i.num_steps=3", "--config.ckpt.every_steps=3",
           "--config.log.progress_bar=False", "--config.text.on_truncation=silent", *_MODEL,
-          *extra]
+          *_SCHEDULE, *extra]
 
 
 def test_process_env_and_command():
@@ -145,13 +149,13 @@ def test_two_processes_match_one_process_with_four_devices(two_by_two, one_by_fo
 
 @pytest.mark.slow
 def test_sigterm_to_one_process_checkpoints_both_at_one_step(tmp_path, data_dir):
-  # The processes the launcher would start (one device each: the smallest compile), started
-  # here so that one of them can be signalled.
+  # The processes the launcher would start (two devices each: the 2x2 run's train step, which
+  # the compilation cache holds), started here so that one of them can be signalled.
   workdir = tmp_path / "run"
   args = _train_args(workdir, data_dir, "--config.stage.t2i.num_steps=10000",
                      "--config.ckpt.every_steps=10000")
   port = local.free_port()
-  procs = [subprocess.Popen(local.process_command(1, args), cwd=ROOT,
+  procs = [subprocess.Popen(local.process_command(2, args), cwd=ROOT,
                             env=local.process_env(os.environ, port, 2, i),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
            for i in range(2)]
