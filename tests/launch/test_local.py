@@ -13,6 +13,8 @@ import jax
 import numpy as np
 import pytest
 
+from tests.train.conftest import data_dir  # noqa: F401  (session fixture: shapes_video/tiny)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "launch"))  # as when local.py runs as a script
 _spec = importlib.util.spec_from_file_location("launch_local",
@@ -46,14 +48,6 @@ def test_process_env_and_command():
   assert env["HOME"] == "/h"
   cmd = local.process_command(2, ["--workdir=w"])
   assert cmd[1:] == ["-m", "experiments.train", "--cpu_devices=2", "--workdir=w"]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  from stunet.data import shapes_video
-  root = tmp_path_factory.mktemp("tfds")
-  shapes_video.ShapesVideo(config="tiny", data_dir=str(root)).download_and_prepare()
-  return str(root)
 
 
 @pytest.fixture(autouse=True, scope="module")

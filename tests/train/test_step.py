@@ -133,10 +133,21 @@ def test_restore_from_eight_onto_four_devices(eight_devices, tmp_path):
   jax.tree.map(np.testing.assert_array_equal, _host(eight_devices.state), _host(restored))
 
 
-def test_video_stage_freezes_spatial_and_text_and_ema_follows_formula(one_device):
-  config = tiny_config(num_steps=20)
-  parent = one_device.state.ema_params  # the trained T2I weights
-  run = Run(config, "video", jax.devices()[:1], parent=parent)
+def _video_run(trainable: str):
+  """`(config, parent, run)`: a video stage with the temporal text pathway, started from a
+  random (trained-like) T2I parent: a fresh one's zero output conv would pass no gradient.
+  The tests below build the same one for `trainable="temporal"`, so the session's compilation
+  cache compiles its init and step once."""
+  config = tiny_config(num_steps=20, two_levels=True)
+  config.model.temporal_text = "film+cross_attention"
+  config.stage.video.trainable = trainable
+  t2i = build.build_stage(config, stages.get_stage("t2i"))
+  parent = randomize(jax.eval_shape(t2i.init_params, jax.random.key(0)), scale=0.1)
+  return config, parent, Run(config, "video", jax.devices()[:1], parent=parent)
+
+
+def test_video_stage_freezes_spatial_and_text_and_ema_follows_formula():
+  config, parent, run = _video_run("temporal")
   labels = run.setup.labels
   batch = run.put(fixed_batch(run.setup.tokenizer, "video", run.setup.example_shape))
   start = _host(run.state)
@@ -188,13 +199,7 @@ def test_video_stage_trainable_groups_and_frozen_leaves_bitwise(trainable, group
   """`stage.video.trainable` picks what trains; everything else stays bitwise unchanged (params
   and EMA), and the temporal text pathway (`model.temporal_text`) trains with the temporal
   layers."""
-  config = tiny_config(num_steps=20, two_levels=True)
-  config.model.temporal_text = "film+cross_attention"
-  config.stage.video.trainable = trainable
-  # A random (trained-like) T2I parent: a fresh one's zero output conv would pass no gradient.
-  t2i = build.build_stage(config, stages.get_stage("t2i"))
-  parent = randomize(jax.eval_shape(t2i.init_params, jax.random.key(0)), scale=0.1)
-  run = Run(config, "video", jax.devices()[:1], parent=parent)
+  _, _, run = _video_run(trainable)
   labels = run.setup.labels
   batch = run.put(fixed_batch(run.setup.tokenizer, "video", run.setup.example_shape))
   start = _host(run.state)
