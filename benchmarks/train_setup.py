@@ -89,7 +89,7 @@ class TrainStepSetup:
     self.batch_sharding = global_batch.batch_sharding(self.mesh, self.config.data.batch_axes)
     keys = (self.setup.stage.modality, "text_ids", "text_mask")
     self.state_shardings = state_lib.state_shardings(
-        jax.eval_shape(self.setup.boxed_init, jax.random.key(0)), self.mesh, self.rules)
+        self.setup.boxed_abstract_state, self.mesh, self.rules)
     self.step = step_lib.jit_step(self.setup.step_fn(), self.state_shardings,
                                   {k: self.batch_sharding for k in keys}, self.mesh)
     self.compiled = None
@@ -104,8 +104,7 @@ class TrainStepSetup:
     return int(self.config.data.frames)
 
   def abstract_state(self):
-    return state_lib.abstract_state(self.setup.boxed_init, self.mesh, self.rules,
-                                    jax.random.key(0))
+    return self.setup.abstract_state(self.mesh)
 
   def abstract_batch(self) -> dict:
     return measure.abstract_batch(self.setup, self.batch_size, self.batch_sharding)
@@ -118,7 +117,8 @@ class TrainStepSetup:
 
   def init_state(self) -> Any:
     state, _ = state_lib.create_sharded_state(self.setup.boxed_init, self.mesh, self.rules,
-                                              jax.random.key(0))
+                                              jax.random.key(0),
+                                              boxed_abstract=self.setup.boxed_abstract_state)
     return state
 
   def make_batch(self, seed: int = 0) -> dict:

@@ -37,7 +37,6 @@ from stunet.train import build as build_lib
 from stunet.train import denoiser as denoiser_lib
 from stunet.train import measure
 from stunet.train import stages as stages_lib
-from stunet.train import state as state_lib
 from stunet.train import step as step_lib
 
 GIB = 1024**3
@@ -270,7 +269,7 @@ def _setup(config: ml_collections.ConfigDict, topology: Topology, stage: str,
                                 text_encoder=shape_only_text_encoder(config.text, t5_architecture))
   mesh = mesh_lib.make_mesh(setup.config.mesh, topology.devices())
   rules = setup.rules
-  state = state_lib.abstract_state(setup.boxed_init, mesh, rules, jax.random.key(0))
+  state = setup.abstract_state(mesh)
   return setup, mesh, rules, state
 
 

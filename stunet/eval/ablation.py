@@ -22,7 +22,6 @@ from stunet.parallel import mesh as mesh_lib
 from stunet.train import build as build_lib
 from stunet.train import measure
 from stunet.train import stages as stages_lib
-from stunet.train import state as state_lib
 from stunet.train import step as step_lib
 
 VARIANT_KINDS = ("video", "keyframes_tsr")
@@ -92,7 +91,7 @@ def analyse(config, frames: int, batch: int = 1, time_repeats: int = 0,
   except ValueError as e:  # a stage's own fields (e.g. the TSR keyframe interval) do not fit
     return {"frames": frames, "error": str(e)}
   mesh = _single_device_mesh(setup.config)
-  state = state_lib.abstract_state(setup.boxed_init, mesh, setup.rules, jax.random.key(0))
+  state = setup.abstract_state(mesh)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   batch_in = measure.abstract_batch(setup, batch, replicated)
   shardings = jax.tree.map(lambda x: x.sharding, state)

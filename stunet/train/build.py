@@ -15,6 +15,7 @@ closes over the encoder's (possibly many GB of) host arrays.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import flax
@@ -81,6 +82,23 @@ class StageSetup:
   text_pretrained: bool  # the text encoder's weights come from disk and stay frozen
   # `config.mesh.rules` as hashable pairs (`sharding.as_rules`), resolved once per stage.
   rules: tuple[tuple[str, Any], ...] = ()
+  # `jax.eval_shape(init_params, key)`: the boxed parameter tree as ShapeDtypeStructs.
+  abstract_params: Any = None
+
+  @functools.cached_property
+  def boxed_abstract_state(self) -> state_lib.TrainState:
+    """`jax.eval_shape(self.boxed_init, key)`, from `abstract_params`: only the optimiser's
+    init is traced, not the model's (seconds per trace for the test models, more for `paper`),
+    and once per stage however many times a state is created or restored."""
+    params = self.abstract_params
+    if params is None:
+      params = jax.eval_shape(self.init_params, jax.random.key(0))
+    return jax.eval_shape(lambda p: state_lib.init_state(p, self.tx), params)
+
+  def abstract_state(self, mesh: jax.sharding.Mesh) -> state_lib.TrainState:
+    """The unboxed state as ShapeDtypeStructs with `mesh`'s shardings (a restore target)."""
+    return state_lib.abstract_state(self.boxed_init, mesh, self.rules, jax.random.key(0),
+                                    boxed_abstract=self.boxed_abstract_state)
 
   def boxed_init(self, rng: jax.Array, parent_params: Any = None) -> state_lib.TrainState:
     """Fresh boxed state; with `parent_params`, started from the parent stage's weights."""
@@ -96,8 +114,10 @@ class StageSetup:
     Without a parent, a pre-trained text encoder's weights replace the random ones; with a
     parent they come from the parent (its frozen copy of the same weights).
     """
-    state, shardings = state_lib.create_sharded_state(self.boxed_init, mesh, self.rules, rng,
-                                                      parent_params)
+    # With a parent the initialiser maps the parent's weights in: its own trace stays exact.
+    state, shardings = state_lib.create_sharded_state(
+        self.boxed_init, mesh, self.rules, rng, parent_params,
+        boxed_abstract=self.boxed_abstract_state if parent_params is None else None)
     if self.text_pretrained and parent_params is None:
       pretrained = self.pretrained_text_params()
       # Two placements: params and EMA must not share buffers (the step donates both).
@@ -185,8 +205,9 @@ def build_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage,
     return {"unet": unet_params, "text": text_params}
 
   text_pretrained = c.text.kind in text_factory.PRETRAINED_LOADERS
-  labels = stage.labels(jax.eval_shape(init_params, jax.random.key(0)),
-                        text_frozen=text_pretrained, trains=stage.trained_groups(c))
+  abstract_params = jax.eval_shape(init_params, jax.random.key(0))
+  labels = stage.labels(abstract_params, text_frozen=text_pretrained,
+                        trains=stage.trained_groups(c))
   num_steps = c.optim.num_steps
   schedule = optimizer_lib.learning_rate_schedule(c.optim, num_steps, c.optim.learning_rate)
   tx = optimizer_lib.make_optimizer(c.optim, labels, schedule)
@@ -194,7 +215,7 @@ def build_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage,
                     tokenizer=tokenizer, text_module=text_module, labels=labels,
                     schedule=schedule, tx=tx, init_params=init_params,
                     example_shape=example_shape, text_pretrained=text_pretrained,
-                    rules=sharding_lib.as_rules(c.mesh.rules))
+                    rules=sharding_lib.as_rules(c.mesh.rules), abstract_params=abstract_params)
 
 
 def place_pretrained_text(values: Any, target: Any) -> Any:

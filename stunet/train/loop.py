@@ -45,7 +45,6 @@ from stunet.train import preflight
 from stunet.train import restore as restore_lib
 from stunet.train import samples as samples_lib
 from stunet.train import stages as stages_lib
-from stunet.train import state as state_lib
 from stunet.train import step as step_lib
 
 
@@ -228,8 +227,7 @@ def load_imported_params(config, stage: stages_lib.Stage, directory: str,
                      f"{imported.get('text_width')} (its config.json 'text_width') but the "
                      f"text encoder of text.kind={config.text.kind!r} (text.t5_dir="
                      f"{config.text.t5_dir!r}) produces width {width}")
-  target = state_lib.abstract_state(parent_setup.boxed_init, mesh, parent_setup.rules,
-                                    jax.random.key(0))
+  target = parent_setup.abstract_state(mesh)
   unet = imported_checkpoint.load_params(directory, target.params["unet"])
   text = build_lib.place_pretrained_text(parent_setup.pretrained_text_params(),
                                          target.params["text"])
@@ -313,7 +311,6 @@ def run_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage, workdi
   setup = build_lib.build_stage(c, stage)  # resolving a resolved config changes nothing
   stage_dir = os.path.join(os.path.abspath(workdir), stage.name)
   is_main = jax.process_index() == 0
-  rules = setup.rules
   num_steps = c.optim.num_steps
   compared = compat.compared_fields(c)
 
@@ -332,7 +329,7 @@ def run_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage, workdi
                                   allow_config_change)
     if changed:
       logging.warning("resuming %s with changed fields (allowed): %s", stage.name, changed)
-    target = state_lib.abstract_state(setup.boxed_init, mesh, rules, rng)
+    target = setup.abstract_state(mesh)
     state = ckpt.restore(latest, target, data_iter)
     shardings = jax.tree.map(lambda x: x.sharding, target)
     logging.info("stage %s: resumed from step %d", stage.name, latest)

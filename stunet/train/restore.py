@@ -15,7 +15,6 @@ import jax
 
 from stunet.train import build as build_lib
 from stunet.train import checkpoint as checkpoint_lib
-from stunet.train import state as state_lib
 
 WHICH = ("ema", "raw")
 
@@ -51,7 +50,7 @@ def restore_params(directory: str, setup: build_lib.StageSetup, mesh: jax.shardi
                               f"{sorted(ckpt.all_steps())}")
     if check is not None:
       check(ckpt.restore_meta(step), step)
-    target = state_lib.abstract_state(setup.boxed_init, mesh, setup.rules, jax.random.key(0))
+    target = setup.abstract_state(mesh)
     state = ckpt.restore(step, target)
   finally:
     ckpt.close()

@@ -68,24 +68,33 @@ def state_shardings(boxed_abstract_state: TrainState, mesh: jax.sharding.Mesh,
 
 
 def create_sharded_state(boxed_init: Callable[..., TrainState], mesh: jax.sharding.Mesh,
-                         rules, *args) -> tuple[TrainState, TrainState]:
+                         rules, *args, boxed_abstract: TrainState | None = None
+                         ) -> tuple[TrainState, TrainState]:
   """Runs `boxed_init(*args)` (a state with `nn.Partitioned` params) straight into shardings.
+
+  `boxed_abstract`, `jax.eval_shape(boxed_init, *args)` where the caller has it already
+  (`StageSetup.boxed_abstract_state`), saves tracing the model's initialiser once more.
 
   Returns:
     `(state, shardings)`: the unboxed state placed on `mesh` and its NamedSharding tree.
   """
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    abstract = jax.eval_shape(boxed_init, *args)
+    abstract = (boxed_abstract if boxed_abstract is not None
+                else jax.eval_shape(boxed_init, *args))
     shardings = state_shardings(abstract, mesh, rules)
     state = jax.jit(lambda *a: nn.unbox(boxed_init(*a)), out_shardings=shardings)(*args)
   return state, shardings
 
 
 def abstract_state(boxed_init: Callable[..., TrainState], mesh: jax.sharding.Mesh, rules,
-                   *args) -> TrainState:
-  """ShapeDtypeStructs carrying this mesh's shardings: the target for a checkpoint restore."""
+                   *args, boxed_abstract: TrainState | None = None) -> TrainState:
+  """ShapeDtypeStructs carrying this mesh's shardings: the target for a checkpoint restore.
+
+  `boxed_abstract` as in `create_sharded_state`.
+  """
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    abstract = jax.eval_shape(boxed_init, *args)
+    abstract = (boxed_abstract if boxed_abstract is not None
+                else jax.eval_shape(boxed_init, *args))
     shardings = state_shardings(abstract, mesh, rules)
   return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                       nn.unbox(abstract), shardings)

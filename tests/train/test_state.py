@@ -41,3 +41,37 @@ def test_ema_update_uses_the_decay_and_keeps_frozen_leaves_bitwise():
   np.testing.assert_array_equal(np.asarray(new["a"]),
                                 d * np.asarray(ema["a"]) + (1 - d) * np.asarray(params["a"]))
   assert np.asarray(new["b"]).tobytes() == np.asarray(ema["b"]).tobytes()  # -0.0 kept
+
+
+def _described(tree):
+  """Every leaf of a boxed abstract tree as (path, shape, dtype, logical names)."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  leaves = jax.tree_util.tree_flatten_with_path(
+      tree, is_leaf=lambda x: isinstance(x, nn.meta.AxisMetadata))[0]
+  return [(jax.tree_util.keystr(path), leaf.value.shape, leaf.value.dtype, tuple(leaf.names))
+          if isinstance(leaf, nn.Partitioned) else
+          (jax.tree_util.keystr(path), leaf.shape, leaf.dtype, None) for path, leaf in leaves]
+
+
+@pytest.mark.parametrize("stage_name,temporal_text", [("t2i", "none"), ("video", "film"),
+                                                      ("tsr", "none")])
+def test_stage_abstract_state_is_that_of_the_traced_initialiser(stage_name, temporal_text):
+  """`StageSetup.boxed_abstract_state` (built from the parameter shapes, without tracing the
+  model again) is `jax.eval_shape(boxed_init)`: same leaves, shapes, dtypes and logical axis
+  names, hence the same restore targets and shardings on any mesh."""
+  from stunet.parallel import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
+  from stunet.train import build  # pylint: disable=g-import-not-at-top
+  from stunet.train import stages  # pylint: disable=g-import-not-at-top
+  from tests.train.conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  config = tiny_config(two_levels=True, mesh_shape=(2, 4, 1))
+  config.model.temporal_text = temporal_text
+  setup = build.build_stage(config, stages.get_stage(stage_name))
+  traced = jax.eval_shape(setup.boxed_init, jax.random.key(0))
+  assert _described(setup.boxed_abstract_state) == _described(traced)
+  assert setup.boxed_abstract_state is setup.boxed_abstract_state  # traced once per stage
+  mesh = mesh_lib.make_mesh(config.mesh, jax.devices())
+  target = setup.abstract_state(mesh)
+  expected = state_lib.abstract_state(setup.boxed_init, mesh, setup.rules, jax.random.key(0))
+  assert jax.tree.structure(target) == jax.tree.structure(expected)
+  for a, b in zip(jax.tree.leaves(target), jax.tree.leaves(expected)):
+    assert (a.shape, a.dtype, a.sharding) == (b.shape, b.dtype, b.sharding)
