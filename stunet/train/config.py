@@ -153,6 +153,9 @@ def ckpt_config() -> ml_collections.ConfigDict:
   c.keep_last = 3
   c.keep_every = 0  # 0 = none; otherwise also keep every K-th step permanently
   c.async_save = True
+  # Replica-parallel saving only for arrays whose per-replica slice has at least this many
+  # bytes (0 = always, orbax's default); see stunet/train/checkpoint.py.
+  c.replica_parallel_min_bytes = 1 << 20
   return c
 
 
@@ -217,6 +220,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _positive_int(config.ckpt.every_steps, "ckpt.every_steps")
   _positive_int(config.ckpt.keep_last, "ckpt.keep_last")
   _non_negative_int(config.ckpt.keep_every, "ckpt.keep_every")
+  _non_negative_int(config.ckpt.get("replica_parallel_min_bytes", 0),
+                    "ckpt.replica_parallel_min_bytes")
   _positive_int(config.log.every_steps, "log.every_steps")
   _non_negative_int(config.log.sample_every_steps, "log.sample_every_steps")
   _non_negative_int(config.log.num_samples, "log.num_samples")
