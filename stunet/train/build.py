@@ -178,6 +178,27 @@ def stage_example_shape(config, unet_config: UNetConfig, modality: str) -> tuple
   return (frames, res, res, unet_config.in_channels)
 
 
+# The parameter shapes of a stage's initialiser, by what determines them: tracing the model's
+# initialiser takes seconds (more at `paper` scale), and one process often builds the same stage
+# several times (a run's stages, then sampling or evaluating them; an ablation's variants).
+# The trees hold shapes only. Oldest entries go first beyond the bound.
+_ABSTRACT_PARAMS: dict[Any, Any] = {}
+_ABSTRACT_PARAMS_MAX = 64
+
+
+def _abstract_params_key(stage: stages_lib.Stage, unet_config: UNetConfig,
+                         text_config: ml_collections.ConfigDict,
+                         example_shape: tuple[int, ...]) -> Any:
+  """What `init_params`' shapes depend on: the stage (its model builder), the U-Net config,
+  the text config and the example shape; None if any of it is unhashable."""
+  try:
+    key = (stage, unet_config, text_config.to_json(sort_keys=True), example_shape)
+    hash(key)
+  except (TypeError, ValueError):
+    return None
+  return key
+
+
 def build_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage,
                 text_encoder: tuple[Any, nn.Module] | None = None) -> StageSetup:
   """Validates the config (naming bad fields) and builds the stage (nothing runs on devices).
@@ -205,7 +226,16 @@ def build_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage,
     return {"unet": unet_params, "text": text_params}
 
   text_pretrained = c.text.kind in text_factory.PRETRAINED_LOADERS
-  abstract_params = jax.eval_shape(init_params, jax.random.key(0))
+  # A pre-trained encoder's architecture is read from its files, which may change in place.
+  cache_key = None if text_encoder is not None or text_pretrained else _abstract_params_key(
+      stage, unet_config, c.text, example_shape)
+  abstract_params = _ABSTRACT_PARAMS.get(cache_key) if cache_key is not None else None
+  if abstract_params is None:
+    abstract_params = jax.eval_shape(init_params, jax.random.key(0))
+    if cache_key is not None:
+      if len(_ABSTRACT_PARAMS) >= _ABSTRACT_PARAMS_MAX:
+        _ABSTRACT_PARAMS.pop(next(iter(_ABSTRACT_PARAMS)))
+      _ABSTRACT_PARAMS[cache_key] = abstract_params
   labels = stage.labels(abstract_params, text_frozen=text_pretrained,
                         trains=stage.trained_groups(c))
   num_steps = c.optim.num_steps
