@@ -191,10 +191,10 @@ def _abstract_params_key(stage: stages_lib.Stage, unet_config: UNetConfig,
                          example_shape: tuple[int, ...]) -> Any:
   """What `init_params`' shapes depend on: the stage (its model builder), the U-Net config,
   the text config and the example shape; None if any of it is unhashable."""
+  key = (stage, unet_config, text_config.to_json_best_effort(sort_keys=True), example_shape)
   try:
-    key = (stage, unet_config, text_config.to_json(sort_keys=True), example_shape)
     hash(key)
-  except (TypeError, ValueError):
+  except TypeError:
     return None
   return key
 
