@@ -75,6 +75,11 @@ class UNetConfig:
   # max(temporal_resample_kernel, 2f - 1) (`temporal_resample_kernel_for`), the smallest kernel
   # whose stride-f windows read every frame (SPEC §2). Factor-2 levels keep 3.
   temporal_resample_kernel: int = 3
+  # Their initialisation: "identity" (the paper: centre tap = I, nearest neighbour in time, so
+  # at the coarse levels frame 2j+1 starts from frame 2j's features) or "linear" (beyond the
+  # paper: a triangle filter down, linear interpolation up, over edge-replicated frames; every
+  # frame reaches the coarse levels). Both leave a static clip exactly unchanged at init.
+  temporal_resample_init: str = "identity"
   temporal_attention_levels: tuple[int, ...] = (-1,)  # level indices; -1 = coarsest
   temporal_attention_mid: bool = True
   temporal_attention_depth: int = 1
@@ -226,7 +231,8 @@ class UNetConfig:
                           ("resample", ("conv", "resnet")),
                           ("cross_attention_norm", ("none", "group_norm")),
                           ("text_pooling", ("none", "attention")),
-                          ("embed_activation", ("none", "silu", "gelu"))):
+                          ("embed_activation", ("none", "silu", "gelu")),
+                          ("temporal_resample_init", ("identity", "linear"))):
       if getattr(self, name) not in allowed:
         fail(name, f"must be one of {allowed}")
     if self.cross_attention_norm != "none" and self.spatial_attention != "added_kv":

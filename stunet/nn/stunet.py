@@ -158,8 +158,9 @@ class DownLevel(_SpatialUnit):
       factor = cfg.temporal_factors[level]
       if self.temporal and factor > 1:
         x = temporal_layers.TemporalDownsample(factor, cfg.temporal_resample_kernel_for(factor),
-                                               cfg.temporal_conv_impl, dtype=cfg.compute_dtype,
-                                               name="temporal_down")(x)
+                                               cfg.temporal_conv_impl,
+                                               init_scheme=cfg.temporal_resample_init,
+                                               dtype=cfg.compute_dtype, name="temporal_down")(x)
       x = _constrain(x)
       skips.append(x)
     return x, skips
@@ -214,8 +215,9 @@ class UpLevel(_SpatialUnit):
       factor = cfg.temporal_factors[level - 1]
       if self.temporal and factor > 1:
         x = temporal_layers.TemporalUpsample(factor, cfg.temporal_resample_kernel_for(factor),
-                                             cfg.temporal_conv_impl, dtype=cfg.compute_dtype,
-                                             name="temporal_up")(x)
+                                             cfg.temporal_conv_impl,
+                                             init_scheme=cfg.temporal_resample_init,
+                                             dtype=cfg.compute_dtype, name="temporal_up")(x)
       x = _constrain(x)
     return x
 

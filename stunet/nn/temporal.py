@@ -11,7 +11,10 @@ at initialisation:
   (centre tap = I) with a stride, or after frame duplication. At init they are exact
   nearest-neighbour resampling in time, which the paper found better than He init. A stride
   f reads every input frame only when the kernel spans 2f - 1 frames (SPEC §2), which
-  `UNetConfig.temporal_resample_kernel_for` guarantees.
+  `UNetConfig.temporal_resample_kernel_for` guarantees. `init_scheme="linear"` (beyond the
+  paper, `model.temporal_resample_init`) starts them as a triangle filter of half-width f
+  (down) and linear interpolation (up) over edge-replicated frames instead: every frame's
+  features reach the coarse levels, and a static clip still passes exactly.
 
 Beyond the paper (SPEC §2, `model.temporal_text`): the temporal layers can also see the
 caption and the noise level, through a FiLM (scale/shift) of the conv block from the noise
@@ -27,6 +30,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from stunet.nn import layers
 from stunet.nn.attention import Attention
@@ -43,11 +47,36 @@ def identity_temporal_kernel_init(key, shape, dtype=jnp.float32):
   return jnp.zeros(shape, dtype).at[k // 2].set(jnp.eye(c_in, dtype=dtype))
 
 
+def linear_temporal_kernel_init(factor: int):
+  """Triangle taps ``max(f - |i - centre|, 0)``, normalised to sum 1, on the channel identity.
+
+  With stride f it is the anti-aliasing filter of linear down-sampling (f=2: 1/4, 1/2, 1/4);
+  after f-fold frame duplication it interpolates linearly between the coarse frames. Taps
+  summing to 1 keep a constant (static) clip unchanged given edge padding.
+  """
+
+  def init(key, shape, dtype=jnp.float32):
+    del key
+    k, c_in, c_out = shape
+    if c_in != c_out:
+      raise ValueError(f"A linear temporal kernel needs c_in == c_out, got {c_in} -> {c_out}")
+    taps = np.maximum(factor - np.abs(np.arange(k) - k // 2), 0).astype(np.float64)
+    taps /= taps.sum()
+    return jnp.asarray(taps[:, None, None] * np.eye(c_in)[None], dtype)
+
+  return init
+
+
 TEMPORAL_CONV_IMPLS = ("matmul", "conv")
+TEMPORAL_PADDINGS = ("zeros", "edge")
+RESAMPLE_INITS = ("identity", "linear")
 
 
 class TemporalConv(nn.Module):
   """A 1-D convolution over the frame axis of `b t h w c`, 'same' padding, optional stride.
+
+  `padding="zeros"` pads the clip's ends with zero frames; `"edge"` repeats the first and last
+  frames (what a smoothing kernel needs to leave the end frames at full strength).
 
   `implementation="conv"` runs one (k, 1, 1) 3-D convolution; `"matmul"` computes the same
   thing as `kernel_size` channel matmuls of frame-shifted inputs, summed. Both take the same
@@ -61,6 +90,7 @@ class TemporalConv(nn.Module):
   stride: int = 1
   kernel_init: Any = nn.initializers.lecun_normal()
   implementation: str = "conv"
+  padding: str = "zeros"
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -69,6 +99,9 @@ class TemporalConv(nn.Module):
     if self.implementation not in TEMPORAL_CONV_IMPLS:
       raise ValueError(f"TemporalConv.implementation must be one of {TEMPORAL_CONV_IMPLS}, got "
                        f"{self.implementation!r}")
+    if self.padding not in TEMPORAL_PADDINGS:
+      raise ValueError(f"TemporalConv.padding must be one of {TEMPORAL_PADDINGS}, got "
+                       f"{self.padding!r}")
     c_in = x.shape[-1]
     kernel = self.param("kernel", layers.partitioned(self.kernel_init, layers.TEMPORAL_KERNEL_AXES),
                         (self.kernel_size, c_in, self.features), self.param_dtype)
@@ -79,6 +112,9 @@ class TemporalConv(nn.Module):
     # gathers the FSDP-sharded kernel, never the activation.
     x = layers.constrain_leading(x.astype(self.dtype))
     kernel = kernel.astype(self.dtype)
+    if self.padding == "edge":
+      x = jnp.pad(x, ((0, 0), (pad, pad)) + ((0, 0),) * (x.ndim - 2), mode="edge")
+      pad = 0
     if self.implementation == "conv":
       # A (k, 1, 1) 3-D convolution runs directly on the b t h w c layout: no transposes.
       y = jax.lax.conv_general_dilated(
@@ -201,35 +237,51 @@ class TemporalAttentionBlock(nn.Module):
     return jnp.moveaxis(tokens.reshape(b, hgt, wid, t, c), 3, 1)
 
 
+def _resample_conv_options(init: str, factor: int) -> dict:
+  """Kernel init and padding of a resampler: the paper's identity keeps zero padding (its
+  trained checkpoints were made with it); the linear filter needs edge frames."""
+  if init == "identity":
+    return dict(kernel_init=identity_temporal_kernel_init, padding="zeros")
+  if init == "linear":
+    return dict(kernel_init=linear_temporal_kernel_init(factor), padding="edge")
+  raise ValueError(f"temporal resampler init_scheme must be one of {RESAMPLE_INITS}, got {init!r}")
+
+
 class TemporalDownsample(nn.Module):
-  """Identity-initialised temporal conv with stride `factor`: frames 0, f, 2f, ... at init."""
+  """Temporal conv with stride `factor`; at init frames 0, f, 2f, ...
+  (`init_scheme="identity"`, the paper) or a triangle-filtered (linear) down-sampling
+  (`"linear"`)."""
 
   factor: int
   kernel_size: int = 3
   conv_implementation: str = "conv"
+  init_scheme: str = "identity"
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):  # b t h w c -> b t/f h w c
     return TemporalConv(x.shape[-1], self.kernel_size, stride=self.factor,
-                        kernel_init=identity_temporal_kernel_init,
                         implementation=self.conv_implementation, name="conv",
-                        dtype=self.dtype, param_dtype=self.param_dtype)(x)
+                        dtype=self.dtype, param_dtype=self.param_dtype,
+                        **_resample_conv_options(self.init_scheme, self.factor))(x)
 
 
 class TemporalUpsample(nn.Module):
-  """Frame duplication then an identity-initialised temporal conv: each frame f times at init."""
+  """Frame duplication then a temporal conv; at init each frame f times
+  (`init_scheme="identity"`, the paper) or linear interpolation between frames (`"linear"`)."""
 
   factor: int
   kernel_size: int = 3
   conv_implementation: str = "conv"
+  init_scheme: str = "identity"
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):  # b t h w c -> b t*f h w c
     x = jnp.repeat(x, self.factor, axis=1)
-    return TemporalConv(x.shape[-1], self.kernel_size, kernel_init=identity_temporal_kernel_init,
+    return TemporalConv(x.shape[-1], self.kernel_size,
                         implementation=self.conv_implementation, name="conv",
-                        dtype=self.dtype, param_dtype=self.param_dtype)(x)
+                        dtype=self.dtype, param_dtype=self.param_dtype,
+                        **_resample_conv_options(self.init_scheme, self.factor))(x)

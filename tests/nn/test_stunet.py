@@ -83,6 +83,32 @@ def test_inflated_with_unit_factors_equals_t2i_per_frame():
                              rtol=0)
 
 
+def test_linear_resampling_keeps_a_static_clip_equal_to_t2i():
+  """With `temporal_resample_init="linear"` and real temporal factors, the inflated model of a
+  static clip (every frame and its noise the same) is the T2I model on that frame, and a
+  moving clip is not (unlike unit factors, the resamplers mix frames at init)."""
+  cfg = tiny_unet_config(temporal_factors=(2, 2), temporal_resample_init="linear")
+  x, nc, text, mask = example_inputs(2, 8, 16, 8)
+  static = jnp.repeat(x[:, :1], x.shape[1], axis=1)
+  t2i, video = T2IUNet(cfg), STUNet(cfg)
+  t2i_params = randomize(abstract_params(t2i, (x[:, 0], nc, text, mask)))
+  stunet_params = inflate(t2i_params, init_params(video, (x, nc, text, mask), seed=1))
+  apply = jax.jit(video.apply)
+  out = apply({"params": stunet_params}, static, nc, text, mask)
+  ref = jax.jit(t2i.apply)({"params": t2i_params}, static[:, 0], nc, text, mask)
+  assert float(jnp.abs(ref).max()) > 1e-2
+  for t in range(x.shape[1]):
+    np.testing.assert_allclose(np.asarray(out[:, t]), np.asarray(ref), atol=1e-5, rtol=0)
+  moving = apply({"params": stunet_params}, x, nc, text, mask)
+  per_frame = jax.jit(t2i.apply)({"params": t2i_params}, x[:, 3], nc, text, mask)
+  assert float(jnp.abs(moving[:, 3] - per_frame).max()) > 1e-3
+
+
+def test_bad_temporal_resample_init_is_named():
+  with pytest.raises(ValueError, match="temporal_resample_init"):
+    tiny_unet_config(temporal_resample_init="cubic")
+
+
 def test_conditioning_follows_each_example_through_temporal_resampling(video_model):
   """Changing example 1's noise level or caption must leave example 0's output untouched."""
   _, params, (x, nc, text, mask), apply = video_model

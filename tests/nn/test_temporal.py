@@ -164,3 +164,67 @@ def test_each_level_gets_the_kernel_its_factor_needs():
     for level, k in enumerate(expected):
       assert params[f"down_{level}"]["temporal_down"]["conv"]["kernel"].value.shape[0] == k
       assert params[f"up_{level + 1}"]["temporal_up"]["conv"]["kernel"].value.shape[0] == k
+
+
+@pytest.mark.parametrize("factor,kernel,taps", [
+    (2, 3, [1, 2, 1]), (2, 5, [0, 1, 2, 1, 0]), (3, 5, [1, 2, 3, 2, 1]),
+    (4, 7, [1, 2, 3, 4, 3, 2, 1])])
+def test_linear_kernel_is_a_normalised_triangle(factor, kernel, taps):
+  k = np.asarray(temporal.linear_temporal_kernel_init(factor)(None, (kernel, 3, 3)))
+  taps = np.asarray(taps, np.float64) / sum(taps)
+  np.testing.assert_allclose(k, taps[:, None, None] * np.eye(3)[None], rtol=1e-6)
+  with pytest.raises(ValueError, match="c_in == c_out"):
+    temporal.linear_temporal_kernel_init(factor)(None, (kernel, 3, 4))
+
+
+def test_linear_resamplers_filter_and_interpolate_at_init():
+  """Factor 2: down = 1/4, 1/2, 1/4 around frames 0, 2, 4, ... (the first frame repeated
+  before the clip); up = each coarse frame, then 3/4 of it and 1/4 of the next (edges held)."""
+  x = jax.random.normal(jax.random.key(1), (2, 8, 3, 2, 4))
+  down = temporal.TemporalDownsample(2, 3, init_scheme="linear")
+  y = np.asarray(down.apply(down.init(jax.random.key(2), x), x))
+  xe = np.asarray(x, np.float64)
+  padded = np.concatenate([xe[:, :1], xe, xe[:, -1:]], axis=1)  # edge frames
+  ref = 0.25 * padded[:, 0:8:2] + 0.5 * padded[:, 1:9:2] + 0.25 * padded[:, 2:10:2]
+  np.testing.assert_allclose(y, ref, atol=1e-6)
+  up = temporal.TemporalUpsample(2, 3, init_scheme="linear")
+  c = x[:, :4]
+  z = np.asarray(up.apply(up.init(jax.random.key(3), c), c))
+  ce = np.asarray(c, np.float64)
+  nxt = np.concatenate([ce[:, 1:], ce[:, -1:]], axis=1)
+  prev = np.concatenate([ce[:, :1], ce[:, :-1]], axis=1)
+  np.testing.assert_allclose(z[:, 0::2], 0.75 * ce + 0.25 * prev, atol=1e-6)
+  np.testing.assert_allclose(z[:, 1::2], 0.75 * ce + 0.25 * nxt, atol=1e-6)
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4])
+@pytest.mark.parametrize("impl", ["conv", "matmul"])
+def test_linear_resamplers_keep_a_static_clip(factor, impl):
+  kernel = tiny_unet_config().temporal_resample_kernel_for(factor)
+  frame = jax.random.normal(jax.random.key(4), (2, 1, 3, 2, 5))
+  x = jnp.repeat(frame, 3 * factor, axis=1)
+  down = temporal.TemporalDownsample(factor, kernel, impl, init_scheme="linear")
+  y = down.apply(down.init(jax.random.key(5), x), x)
+  np.testing.assert_allclose(np.asarray(y), np.asarray(x[:, ::factor]), atol=1e-6)
+  up = temporal.TemporalUpsample(factor, kernel, impl, init_scheme="linear")
+  z = up.apply(up.init(jax.random.key(6), y), y)
+  np.testing.assert_allclose(np.asarray(z), np.asarray(x), atol=1e-6)
+
+
+def test_edge_padding_matches_between_implementations():
+  x = jax.random.normal(jax.random.key(7), (1, 7, 2, 2, 6))
+  ms = {impl: temporal.TemporalConv(6, 5, stride=2, implementation=impl, padding="edge")
+        for impl in ("conv", "matmul")}
+  params = randomize(ms["conv"].init(jax.random.key(8), x)["params"], seed=9)
+  ys = {impl: m.apply({"params": params}, x) for impl, m in ms.items()}
+  np.testing.assert_allclose(np.asarray(ys["conv"]), np.asarray(ys["matmul"]), atol=1e-5)
+  zero_padded = temporal.TemporalConv(6, 5, stride=2).apply({"params": params}, x)
+  assert float(jnp.abs(zero_padded - ys["conv"]).max()) > 1e-3  # the ends differ
+
+
+def test_bad_resampler_init_or_padding_is_named():
+  x = jnp.zeros((1, 4, 2, 2, 3))
+  with pytest.raises(ValueError, match="init_scheme must be one of"):
+    temporal.TemporalDownsample(2, 3, init_scheme="cubic").init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match="padding must be one of"):
+    temporal.TemporalConv(3, padding="reflect").init(jax.random.key(0), x)
