@@ -15,6 +15,7 @@ import ml_collections
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 TEMPORAL_TEXT_OPTIONS = ("none", "film", "cross_attention", "film+cross_attention")
+TEMPORAL_RESAMPLE_INITS = ("identity", "linear")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,7 +233,7 @@ class UNetConfig:
                           ("cross_attention_norm", ("none", "group_norm")),
                           ("text_pooling", ("none", "attention")),
                           ("embed_activation", ("none", "silu", "gelu")),
-                          ("temporal_resample_init", ("identity", "linear"))):
+                          ("temporal_resample_init", TEMPORAL_RESAMPLE_INITS)):
       if getattr(self, name) not in allowed:
         fail(name, f"must be one of {allowed}")
     if self.cross_attention_norm != "none" and self.spatial_attention != "added_kv":

@@ -34,6 +34,7 @@ import numpy as np
 
 from stunet.nn import layers
 from stunet.nn.attention import Attention
+from stunet.nn.config import TEMPORAL_RESAMPLE_INITS
 
 Dtype = Any
 
@@ -69,7 +70,6 @@ def linear_temporal_kernel_init(factor: int):
 
 TEMPORAL_CONV_IMPLS = ("matmul", "conv")
 TEMPORAL_PADDINGS = ("zeros", "edge")
-RESAMPLE_INITS = ("identity", "linear")
 
 
 class TemporalConv(nn.Module):
@@ -244,7 +244,8 @@ def _resample_conv_options(init: str, factor: int) -> dict:
     return dict(kernel_init=identity_temporal_kernel_init, padding="zeros")
   if init == "linear":
     return dict(kernel_init=linear_temporal_kernel_init(factor), padding="edge")
-  raise ValueError(f"temporal resampler init_scheme must be one of {RESAMPLE_INITS}, got {init!r}")
+  raise ValueError(f"temporal resampler init_scheme must be one of {TEMPORAL_RESAMPLE_INITS}, "
+                   f"got {init!r}")
 
 
 class TemporalDownsample(nn.Module):
