@@ -33,8 +33,8 @@ def conditioned_denoise_fn(denoise_fn: guidance_lib.DenoiseFn, cond: jax.Array,
     if x.shape[1:] != cond.shape[1:]:
       raise ValueError(f"sample {tuple(x.shape)} and cond {tuple(cond.shape)} must have the "
                        "same [t, h, w, c]")
-    c = multidiffusion.tile_batch(cond, x.shape[0], "cond")
-    m = multidiffusion.tile_batch(mask, x.shape[0], "mask")
+    c = multidiffusion.repeat_to_batch(cond, x.shape[0], "cond")
+    m = multidiffusion.repeat_to_batch(mask, x.shape[0], "mask")
     return denoise_fn(masks.model_input(x, c, m), noise_cond, text_emb, text_mask)
 
   return denoise

@@ -70,10 +70,22 @@ def _is_static(w, value: float) -> bool:
   return isinstance(w, (int, float, np.number)) and float(w) == value
 
 
+def interleave(a: jax.Array, b: jax.Array) -> jax.Array:
+  """``[n ...]``, ``[n ...]`` -> ``[2n ...]`` as ``a0 b0 a1 b1 ...``: the guidance-doubled batch.
+
+  Each example's conditional and null-text rows sit next to each other, so a batch sharded
+  over devices stays where it is: device d's clips become device d's rows of the doubled batch
+  (a reshape of the sharded dim), where concatenating ``[a; b]`` would move every clip of the
+  first half of the devices to the second (the partitioner all-gathers ``x_t`` for it). Per-
+  example inputs of a doubled batch follow the same order (`multidiffusion.repeat_to_batch`).
+  """
+  return jnp.stack([a, b], axis=1).reshape((2 * a.shape[0],) + a.shape[1:])
+
+
 def guided_prediction(denoise_fn: DenoiseFn, x_t: jax.Array, noise_cond: jax.Array,
                       text_emb: jax.Array, text_mask: jax.Array, null_emb: jax.Array,
                       null_mask: jax.Array, guidance) -> jax.Array:
-  """``pred_u + w (pred_c - pred_u)`` from one model call on the doubled batch.
+  """``pred_u + w (pred_c - pred_u)`` from one model call on the doubled batch (`interleave`).
 
   The combination is applied to the raw model output. For v and eps it is the same as guiding
   eps (or x0): the conversions are affine in the prediction with coefficients that depend only
@@ -86,11 +98,9 @@ def guided_prediction(denoise_fn: DenoiseFn, x_t: jax.Array, noise_cond: jax.Arr
   if _is_static(guidance, 0.0):
     return denoise_fn(x_t, noise_cond, null_emb, null_mask)
   b = x_t.shape[0]
-  both = denoise_fn(
-      jnp.concatenate([x_t, x_t], axis=0),
-      jnp.concatenate([noise_cond, noise_cond], axis=0),
-      jnp.concatenate([text_emb, null_emb], axis=0),
-      jnp.concatenate([text_mask, null_mask], axis=0))
-  cond, uncond = both[:b], both[b:]
+  both = denoise_fn(interleave(x_t, x_t), interleave(noise_cond, noise_cond),
+                    interleave(text_emb, null_emb), interleave(text_mask, null_mask))
+  both = both.reshape((b, 2) + both.shape[1:])
+  cond, uncond = both[:, 0], both[:, 1]
   guidance = jnp.asarray(guidance, both.dtype)
   return uncond + guidance * (cond - uncond)

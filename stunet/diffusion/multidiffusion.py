@@ -164,13 +164,14 @@ def merge_windows(y: jax.Array, layout: WindowLayout, merge: str = "average") ->
   return total / counts
 
 
-def tile_batch(a: jax.Array, batch: int, name: str) -> jax.Array:
-  """Repeat per-example conditioning ``[b ...]`` to a batch of ``k*b`` rows in the order
-  `guided_prediction` concatenates its conditional and unconditional halves."""
+def repeat_to_batch(a: jax.Array, batch: int, name: str) -> jax.Array:
+  """Repeat per-example conditioning ``[b ...]`` to a batch of ``k*b`` rows, each row ``k``
+  times in a row: the order of `guidance.interleave` (an example's conditional and null-text
+  rows are adjacent)."""
   if batch % a.shape[0]:
     raise ValueError(f"{name} has batch {a.shape[0]}, which does not divide the model batch "
                      f"{batch}")
-  return jnp.tile(a, (batch // a.shape[0],) + (1,) * (a.ndim - 1))
+  return jnp.repeat(a, batch // a.shape[0], axis=0)
 
 
 def windowed_denoise_fn(denoise_fn: guidance_lib.DenoiseFn, layout: WindowLayout, *,
@@ -202,7 +203,7 @@ def windowed_denoise_fn(denoise_fn: guidance_lib.DenoiseFn, layout: WindowLayout
       if cond.shape[2:4] != x.shape[2:4]:
         raise ValueError(f"cond frames are {cond.shape[2]}x{cond.shape[3]} but the sample's are "
                          f"{x.shape[2]}x{x.shape[3]}; upsample the conditioning first")
-      inputs = jnp.concatenate([x, tile_batch(cond, x.shape[0], "cond").astype(x.dtype)], -1)
+      inputs = jnp.concatenate([x, repeat_to_batch(cond, x.shape[0], "cond").astype(x.dtype)], -1)
     prediction = denoise_fn(split_windows(inputs, layout),  # n*b T' h w c
                             jnp.tile(noise_cond, (n,)),
                             jnp.tile(text_emb, (n, 1, 1)),
@@ -254,7 +255,7 @@ def sample_independent(key: jax.Array, denoise_fn: guidance_lib.DenoiseFn,
     window_cond = split_windows(cond, layout)  # n*b T' h w c'
 
     def window_fn(x, noise_cond, text_emb, text_mask):
-      c = tile_batch(window_cond, x.shape[0], "cond").astype(x.dtype)
+      c = repeat_to_batch(window_cond, x.shape[0], "cond").astype(x.dtype)
       return denoise_fn(jnp.concatenate([x, c], -1), noise_cond, text_emb, text_mask)
 
   null_emb_b = jnp.tile(jnp.broadcast_to(null_emb, text_emb.shape), (n, 1, 1))

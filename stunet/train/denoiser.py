@@ -51,7 +51,7 @@ class Denoiser:
     def denoise(x_t, noise_cond, text_emb, text_mask):
       if cond is not None:
         x_t = jnp.concatenate(
-            [x_t, multidiffusion.tile_batch(cond, x_t.shape[0], "cond").astype(x_t.dtype)],
+            [x_t, multidiffusion.repeat_to_batch(cond, x_t.shape[0], "cond").astype(x_t.dtype)],
             axis=-1)
       return model.apply({"params": unet_params}, x_t, noise_cond, text_emb, text_mask,
                          train=False)

@@ -100,3 +100,56 @@ def test_guidance_combines_in_one_batched_call(guided_inputs):
   out = guidance.guided_prediction(model, x, noise_cond, emb, mask, null_emb, null_mask, 4.0)
   assert model.calls == [8]
   np.testing.assert_allclose(out, uncond + 4.0 * (cond - uncond), rtol=1e-5, atol=1e-5)
+
+
+def test_interleave_puts_each_examples_rows_side_by_side():
+  a, b = jnp.arange(3.0)[:, None], 10 + jnp.arange(3.0)[:, None]
+  np.testing.assert_array_equal(guidance.interleave(a, b)[:, 0], [0, 10, 1, 11, 2, 12])
+
+
+def test_per_example_conditioning_follows_the_doubled_batch(guided_inputs):
+  """A conditioned model (SSR's low-resolution clip, a conditional-sampling mask) repeats its
+  per-example input to the doubled batch; each example must meet its own input in both its
+  conditional and its null-text row."""
+  from stunet.diffusion import multidiffusion  # pylint: disable=g-import-not-at-top
+  x, noise_cond, emb, mask, null_emb, null_mask = guided_inputs
+  cond = jax.random.normal(jax.random.key(5), x.shape)
+  base = _CountingDenoiser()
+
+  def conditioned(x_t, noise_cond, text_emb, text_mask):
+    c = multidiffusion.repeat_to_batch(cond, x_t.shape[0], "cond")
+    return base(x_t, noise_cond, text_emb, text_mask) * c
+
+  out = guidance.guided_prediction(conditioned, x, noise_cond, emb, mask, null_emb, null_mask,
+                                   2.5)
+  for i in range(x.shape[0]):
+    one = lambda e, m: base(x[i:i + 1], noise_cond[i:i + 1], e, m) * cond[i:i + 1]
+    c = one(emb[i:i + 1], mask[i:i + 1])
+    u = one(null_emb[None], null_mask[None])
+    np.testing.assert_allclose(out[i:i + 1], u + 2.5 * (c - u), rtol=1e-5, atol=1e-5)
+
+
+def test_guided_batch_stays_on_its_devices():
+  """With the clips sharded over devices, doubling the batch moves nothing between them: the
+  compiled step has no collective (concatenating [x; x] all-gathered x_t)."""
+  from jax.sharding import NamedSharding  # pylint: disable=g-import-not-at-top
+  from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  from stunet.parallel import hlo  # pylint: disable=g-import-not-at-top
+  n = 8
+  if jax.device_count() < n:
+    pytest.skip(f"needs {n} devices (tests/conftest.py forces 8 CPU devices)")
+  mesh = jax.make_mesh((n,), ("data",), devices=jax.devices()[:n])
+  rows = NamedSharding(mesh, P("data"))
+  b, length, width = 2 * n, 6, 5
+  x = jax.ShapeDtypeStruct((b, 4, 4, 3), jnp.float32, sharding=rows)
+  noise = jax.ShapeDtypeStruct((b,), jnp.float32, sharding=rows)
+  emb = jax.ShapeDtypeStruct((b, length, width), jnp.float32, sharding=rows)
+  mask = jax.ShapeDtypeStruct((b, length), jnp.bool_, sharding=rows)
+  null_emb, null_mask = guidance.null_text(length, width)
+
+  def step(x, noise, emb, mask):
+    return guidance.guided_prediction(_CountingDenoiser(), x, noise, emb, mask, null_emb,
+                                      null_mask, 3.0)
+
+  text = jax.jit(step, out_shardings=rows).lower(x, noise, emb, mask).compile().as_text()
+  assert not hlo.collectives(text), [(c.kind, c.shape) for c in hlo.collectives(text)]

@@ -162,10 +162,10 @@ def test_windowed_denoise_fn_one_stacked_call_with_each_windows_cond():
   cond = cond + jnp.arange(b, dtype=jnp.float32).reshape(b, 1, 1, 1, 1) * 100
   text, mask, _, _ = _text(2 * b)
   wrapped = md.windowed_denoise_fn(denoise, layout, cond=cond)
-  # Guidance doubles the batch (conditional half, then unconditional half).
+  # Guidance doubles the batch (each example's conditional row, then its null-text row).
   out = wrapped(jnp.zeros((2 * b, 20, 2, 2, 3)), jnp.zeros((2 * b,)), text, mask)
   assert seen == [((n * 2 * b, 8, 2, 2, 6), (n * 2 * b,), (n * 2 * b, 4, 3), (n * 2 * b, 4))]
-  np.testing.assert_allclose(out, jnp.concatenate([cond, cond]), rtol=1e-6)
+  np.testing.assert_allclose(out, jnp.repeat(cond, 2, axis=0), rtol=1e-6)
 
 
 def test_windowed_denoise_fn_errors():
@@ -198,7 +198,7 @@ def test_one_window_covering_the_clip_equals_plain_sampling():
     return 0.3 * x[..., :3] - 0.2 * x[..., 3:] + text_emb[:, :1, :1, None, None]
 
   def plain_model(x, logsnr, text_emb, text_mask):
-    c = md.tile_batch(cond, x.shape[0], "cond")
+    c = md.repeat_to_batch(cond, x.shape[0], "cond")
     return model(jnp.concatenate([x, c], -1), logsnr, text_emb, text_mask)
 
   # DDPM (fresh noise every step) with guidance (doubled batch) and clip-wide thresholding.
