@@ -16,6 +16,15 @@ import ml_collections
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 TEMPORAL_TEXT_OPTIONS = ("none", "film", "cross_attention", "film+cross_attention")
 TEMPORAL_RESAMPLE_INITS = ("identity", "linear")
+# What a rematerialised unit (a res block, transformer, temporal block) keeps from its forward
+# pass for the backward pass (`model.remat_policy`, used when `model.remat` is on):
+#   full           nothing: the unit's forward is recomputed whole (the least memory);
+#   dots           matmul and convolution outputs (`jax.checkpoint_policies.dots_saveable`,
+#                  which counts convolutions as dots): norms and activations are recomputed;
+#   dots_no_batch  matmuls without batch dimensions (dense projections, the feed-forward):
+#                  not convolutions, not attention's batched QK^T / PV;
+#   off            everything (no remat at this level).
+REMAT_POLICIES = ("full", "dots", "dots_no_batch", "off")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +61,10 @@ class UNetConfig:
   zero_init_output: bool = True
   dtype: str = "float32"
   remat: bool = False
+  # One of REMAT_POLICIES for every level, or one per level comma-separated ("full,full,dots,
+  # dots": the fine levels, whose activations are the largest, recompute everything; the
+  # coarse levels keep their matmul/conv outputs). The mid block follows the last level.
+  remat_policy: str = "full"
 
   # Block variants of other public T2I U-Nets (see stunet.nn.if_blocks); the defaults are the
   # SD-style blocks above. DeepFloyd IF stage I: activation="gelu", spatial_attention="added_kv",
@@ -162,6 +175,13 @@ class UNetConfig:
     levels = {l % self.num_levels for l in self.temporal_attention_levels}
     return level in levels
 
+  def remat_policy_at(self, level: int) -> str:
+    """The remat policy of `level` ('off' everywhere when `remat` is False)."""
+    if not self.remat:
+      return "off"
+    names = [n.strip() for n in self.remat_policy.split(",")]
+    return names[0] if len(names) == 1 else names[level]
+
   @property
   def compute_dtype(self):
     return _DTYPES[self.dtype]
@@ -248,6 +268,13 @@ class UNetConfig:
       fail("spatial_conv_impl", "must be 'auto' or 'conv'")
     if self.attention_impl not in ("auto", "xla", "cudnn"):
       fail("attention_impl", "must be 'auto', 'xla' or 'cudnn'")
+    policies = [n.strip() for n in str(self.remat_policy).split(",")]
+    if any(n not in REMAT_POLICIES for n in policies):
+      fail("remat_policy", f"must be one of {REMAT_POLICIES}, or one per level separated by "
+           "commas")
+    if len(policies) not in (1, L):
+      fail("remat_policy", f"gives {len(policies)} policies for {L} levels (one for all levels, "
+           "or one per level)")
     if self.temporal_text not in TEMPORAL_TEXT_OPTIONS:
       fail("temporal_text", f"must be one of {TEMPORAL_TEXT_OPTIONS}")
     if self.temporal_film and not self.temporal_conv:

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from stunet.nn import blocks
@@ -59,8 +60,19 @@ def _constrain(x):
   return nn.with_logical_constraint(x, ACTIVATION_AXES)
 
 
-def _maybe_remat(module_cls, config: UNetConfig):
-  return nn.remat(module_cls) if config.remat else module_cls
+_REMAT_POLICY_FNS = {
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_saveable,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def _maybe_remat(module_cls, config: UNetConfig, level: int):
+  """`module_cls` rematerialised under the policy of `level` (`model.remat_policy`)."""
+  policy = config.remat_policy_at(level)
+  if policy == "off":
+    return module_cls
+  return nn.remat(module_cls, policy=_REMAT_POLICY_FNS[policy])
 
 
 class TemporalMixing(nn.Module):
@@ -73,6 +85,7 @@ class TemporalMixing(nn.Module):
   config: UNetConfig
   with_attention: bool
   deterministic: bool = True
+  level: int = 0  # the U-Net level it sits at (its remat policy)
 
   @nn.compact
   def __call__(self, x, emb, text, text_mask):  # x: b t h w c, emb: b d, text: b L d'
@@ -80,13 +93,13 @@ class TemporalMixing(nn.Module):
     kw = dict(dtype=cfg.compute_dtype)
     if cfg.temporal_conv:
       film_inputs = (emb, text, text_mask) if cfg.temporal_film else ()
-      x = _maybe_remat(temporal_layers.TemporalConvBlock, cfg)(
+      x = _maybe_remat(temporal_layers.TemporalConvBlock, cfg, self.level)(
           cfg.temporal_kernel, cfg.norm_groups, cfg.norm_eps, cfg.dropout, self.deterministic,
           cfg.temporal_conv_impl, cfg.temporal_film, name="conv_block", **kw)(x, *film_inputs)
     if self.with_attention:
       text_inputs = (text, text_mask) if cfg.temporal_cross_attention else ()
       for i in range(cfg.temporal_attention_depth):
-        x = _maybe_remat(temporal_layers.TemporalAttentionBlock, cfg)(
+        x = _maybe_remat(temporal_layers.TemporalAttentionBlock, cfg, self.level)(
             cfg.temporal_attention_heads, cfg.temporal_position_encoding, cfg.ff_mult,
             cfg.dropout, self.deterministic, cfg.temporal_cross_attention, cfg.attention_impl,
             name=f"attention_{i}", **kw)(x, *text_inputs)
@@ -105,7 +118,7 @@ class _SpatialUnit(nn.Module):
 
   def res(self, features: int, name: str, resample: str = "none"):
     cfg = self.config
-    return _maybe_remat(blocks.ResBlock, cfg)(
+    return _maybe_remat(blocks.ResBlock, cfg, self.unit_level)(
         features, cfg.norm_groups, cfg.norm_eps, cfg.resnet_time_scale_shift == "scale_shift",
         cfg.dropout, self.deterministic, activation=cfg.activation,
         skip_time_act=cfg.resnet_skip_time_act, resample=resample,
@@ -115,18 +128,24 @@ class _SpatialUnit(nn.Module):
     """The spatial attention unit: an SD-style transformer or IF-style added-K/V attention."""
     cfg = self.config
     if cfg.spatial_attention == "added_kv":
-      return _maybe_remat(if_blocks.AddedKVAttention, cfg)(
+      return _maybe_remat(if_blocks.AddedKVAttention, cfg, self.unit_level)(
           heads[0], heads[1], cfg.norm_groups, cfg.cross_attention_norm,
           cfg.cross_attention_norm_groups, cfg.attention_impl, dtype=cfg.compute_dtype,
           name=name)
-    return _maybe_remat(blocks.SpatialTransformer, cfg)(
+    return _maybe_remat(blocks.SpatialTransformer, cfg, self.unit_level)(
         heads[0], heads[1], cfg.transformer_depth, cfg.cross_attention,
         cfg.transformer_projection, cfg.ff_mult, cfg.norm_groups, cfg.attention_norm_eps,
         cfg.dropout, self.deterministic, cfg.attention_impl, dtype=cfg.compute_dtype,
         name=name)
 
+  @property
+  def unit_level(self) -> int:
+    """The level this unit's blocks sit at: the mid block counts as the last level."""
+    return getattr(self, "level", self.config.num_levels - 1)
+
   def temporal_mixing(self, with_attention: bool, name: str):
-    return TemporalMixing(self.config, with_attention, self.deterministic, name=name)
+    return TemporalMixing(self.config, with_attention, self.deterministic, self.unit_level,
+                          name=name)
 
 
 class DownLevel(_SpatialUnit):

@@ -19,11 +19,12 @@ SECTIONS = ("model", "text", "diffusion", "data")
 # Speed / location only: same examples in the same order, and the same function of the same
 # parameters, whatever their values (`temporal_conv_impl` picks conv vs shifted matmuls for
 # the same (k,1,1) kernel, `spatial_conv_impl` conv vs im2col matmuls for the same 3x3 kernel;
-# `remat` recomputes instead of storing activations; `attention_impl` picks the kernel of the
-# same attention).
+# `remat` / `remat_policy` recompute instead of storing activations; `attention_impl` picks
+# the kernel of the same attention).
 IGNORED = ("data.data_dir", "data.read_threads", "data.worker_count", "data.prefetch_batches",
            "text.cache_size", "text.on_truncation", "model.temporal_conv_impl",
-           "model.spatial_conv_impl", "model.attention_impl", "model.remat")
+           "model.spatial_conv_impl", "model.attention_impl", "model.remat",
+           "model.remat_policy")
 
 
 # Fields added after checkpoints existed whose default is resolved when a stage starts: the

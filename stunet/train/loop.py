@@ -171,14 +171,14 @@ def with_resolved_null_text(config, stage: stages_lib.Stage,
 
 
 # UNetConfig fields that change how the model computes, not which parameters it has.
-_COMPUTE_ONLY_FIELDS = frozenset({"dtype", "remat"})
+_COMPUTE_ONLY_FIELDS = frozenset({"dtype", "remat", "remat_policy"})
 
 
 def spatial_differences(imported_model: dict[str, Any], model_config) -> dict[str, tuple]:
   """`{field: (imported value, config value)}` of the spatial U-Net fields that differ.
 
   Temporal fields (`temporal_*`) are the video stage's own choice, and compute-only fields
-  (dtype, remat) do not change the parameters, so neither is compared.
+  (dtype, remat, remat_policy) do not change the parameters, so neither is compared.
   """
   imported = UNetConfig.from_config(dict(imported_model))
   ours = UNetConfig.from_config(model_config)

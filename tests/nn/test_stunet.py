@@ -213,16 +213,62 @@ def test_conditioning_channels_start_at_zero():
   np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_remat_keeps_the_gradients(video_model):
+@pytest.mark.parametrize("policy", ["full", "off,dots,dots_no_batch"])
+def test_remat_keeps_the_gradients(video_model, policy):
   model, params, (x, nc, text, mask), _ = video_model
 
   def loss(m, p):
     return jnp.mean(m.apply({"params": p}, x, nc, text, mask) ** 2)
 
   g = jax.jit(jax.grad(lambda p: loss(model, p)))(params)
-  g_remat = jax.jit(jax.grad(lambda p: loss(STUNet(tiny_unet_config(remat=True)), p)))(params)
+  remat_model = STUNet(tiny_unet_config(remat=True, remat_policy=policy))
+  g_remat = jax.jit(jax.grad(lambda p: loss(remat_model, p)))(params)
   for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_remat)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-4)
+
+
+def _remat_policies(config, inputs):
+  """The policy of every rematerialised region in the model's forward jaxpr, in order."""
+  model = STUNet(config)
+  params = abstract_params(model, inputs)
+  closed = jax.make_jaxpr(lambda p: model.apply({"params": p}, *inputs))(params)
+  found = []
+
+  def walk(jaxpr):
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name in ("checkpoint", "remat", "remat2"):
+        found.append(eqn.params["policy"])
+      for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+        walk(sub)
+
+  walk(closed.jaxpr)
+  return found
+
+
+def test_remat_policy_reaches_each_level():
+  inputs = example_inputs(1, 8, 8, 8)
+  cp = jax.checkpoint_policies
+  assert _remat_policies(tiny_unet_config(remat=False, remat_policy="dots"), inputs) == []
+  full = _remat_policies(tiny_unet_config(remat=True), inputs)
+  assert full and set(full) == {cp.nothing_saveable}
+  # Level 0 left alone: fewer regions, the rest still save nothing.
+  coarse = _remat_policies(tiny_unet_config(remat=True, remat_policy="off,full,full"), inputs)
+  assert 0 < len(coarse) < len(full) and set(coarse) == {cp.nothing_saveable}
+  mixed = _remat_policies(tiny_unet_config(remat=True, remat_policy="full, dots,dots_no_batch"),
+                          inputs)
+  assert len(mixed) == len(full)
+  assert set(mixed) == {cp.nothing_saveable, cp.dots_saveable,
+                        cp.dots_with_no_batch_dims_saveable}
+  # The mid block follows the last level.
+  assert mixed[len(full) // 2] is cp.dots_with_no_batch_dims_saveable
+
+
+@pytest.mark.parametrize("policy,match", [("some", "must be one of"),
+                                          ("full,dots", "2 policies for 3 levels"),
+                                          ("full,dots,full,dots", "4 policies for 3 levels")])
+def test_bad_remat_policy_is_named(policy, match):
+  with pytest.raises(ValueError, match=f"model.remat_policy.*{match}"):
+    tiny_unet_config(remat=True, remat_policy=policy)
 
 
 def test_bfloat16_compute_stays_close_to_float32(video_model):
