@@ -102,9 +102,9 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
   return "\n".join(lines)
 
 
-NOISY_MACHINE_NOTE = ("The machine was shared with other jobs while this ran (2 cores, "
-                      "noisy): wall-clock numbers can vary up to ~2x between runs; ratios "
-                      "measured in one run and XLA's FLOP/byte counts are the reliable parts.")
+NOISY_MACHINE_NOTE = ("Wall-clock numbers on a small CPU machine vary between runs (up to ~2x "
+                      "when it is shared with other jobs); ratios measured in one run and XLA's "
+                      "FLOP/byte counts are the reliable parts.")
 
 
 def write_report(text: str, path: str) -> None:
