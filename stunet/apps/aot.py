@@ -386,6 +386,10 @@ def levers(report: FitReport, config: ml_collections.ConfigDict) -> list[str]:
                f"{n} devices on fsdp (now {fsdp}); params+optimiser+EMA take {_gib(state)}")
   if report.what == "train" and not config.model.remat:
     out.append("rematerialise the blocks: --config.model.remat=True")
+  elif report.what == "train" and config.model.get("remat_policy", "full") != "full":
+    out.append(f"save nothing in the rematerialised blocks: --config.model.remat_policy=full "
+               f"(now {config.model.remat_policy!r}; costs ~1.2x the FLOPs, "
+               f"benchmarks/results/remat_policies_base.md)")
   if config.model.dtype != "bfloat16":
     out.append("compute in bfloat16: --config.model.dtype=bfloat16")
   b = report.global_batch_size

@@ -235,3 +235,14 @@ def test_shape_only_t5_encoder_only_replaces_a_missing_t5():
     aot.shape_only_text_encoder(_text_config(kind="t5", width=4096), "t5-huge")
   with pytest.raises(ValueError, match="text.width=256"):
     aot.shape_only_text_encoder(_text_config(kind="t5", width=256), "t5-v1_1-xxl")
+
+
+def test_levers_name_the_remat_policy_that_saves_least():
+  from experiments.configs import base  # pylint: disable=g-import-not-at-top
+  report = _v5e_256_over_hbm(global_batch_size=256)
+  config = base.get_config()
+  assert "remat_policy" not in "\n".join(aot.levers(report, config))  # 'full' already
+  config.model.remat_policy = "dots"
+  assert "--config.model.remat_policy=full (now 'dots'" in "\n".join(aot.levers(report, config))
+  report.what = "sample"  # no backward pass: remat does not apply
+  assert "remat_policy" not in "\n".join(aot.levers(report, config))
