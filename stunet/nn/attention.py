@@ -78,9 +78,18 @@ def resolve_implementation(implementation: str, dtype, head_dim: int, q_len: int
 def dot_product_attention(q, k, v, mask=None, implementation: str = "auto"):
   """`q [B, n, heads, dh]`, `k, v [B, s, heads, dh]`, key mask `[B, s]` -> `[B, n, heads, dh]`.
 
+  `q` may also be `[B, t, n, heads, dh]` (and `k, v` `[B, t, s, heads, dh]` or shared by the t
+  groups as `[B, s, heads, dh]`): each group attends on its own.
+
   The one place every attention in the model goes through, so the kernel choice holds for
   spatial, cross, temporal and pooling attention alike.
   """
+  if q.ndim == 5:
+    # `q [B, t, n, heads, dh]`: attention within each of t groups (a video's frames) that are
+    # kept a dim of their own rather than folded into B (`layers.frames_sharded`).
+    kv_axis = 1 if k.ndim == 5 else None
+    return jax.vmap(lambda q, k, v: dot_product_attention(q, k, v, mask, implementation),
+                    in_axes=(1, kv_axis, kv_axis), out_axes=1)(q, k, v)
   impl = resolve_implementation(implementation, q.dtype, q.shape[-1], q.shape[1], k.shape[1])
   if mask is not None:
     mask = mask.astype(jnp.bool_)[:, None, None, :]  # B 1 1 s: broadcast over heads, queries

@@ -155,8 +155,11 @@ class TransformerBlock(nn.Module):
     attn = lambda name: Attention(self.num_heads, self.head_dim,
                                   implementation=self.attention_impl, name=name, **kw)
 
-    h = layers.layer_norm(name="norm1", **kw)(x).reshape(b * t, n, d)  # frames are independent
-    x = x + attn("attn1")(h).reshape(b, t, n, d)
+    h = layers.layer_norm(name="norm1", **kw)(x)
+    if layers.frames_sharded(x):  # frames are independent: attention per frame, in place
+      x = x + attn("attn1")(h)
+    else:  # frames folded into the batch
+      x = x + attn("attn1")(h.reshape(b * t, n, d)).reshape(b, t, n, d)
     if self.cross_attention:
       # Text is per example: fold frames into the query sequence, not the batch, so every frame
       # of an example attends to that example's caption without copying it per frame.

@@ -35,6 +35,13 @@ def constrain_leading(x):
                                         BATCH_LEADING_AXES)
 
 
+def frames_sharded(x) -> bool:
+  """Whether the frames dim of a video activation `b t ...` is split over a mesh axis (the
+  `context` axis of frame parallelism). Such activations are never reshaped to `(b t) ...`:
+  the partitioner would gather the frames to fold them into the batch."""
+  return x.ndim >= 4 and sharding_lib.dim_is_sharded(x.shape, VIDEO_LEADING_AXES, 1)
+
+
 def zeros_init():
   """Zero init for residual output projections: a new block starts as the identity (SPEC §2)."""
   return nn.initializers.zeros_init()
@@ -99,16 +106,44 @@ class Conv2D(nn.Conv):
              or isinstance(self.padding, str) or self.feature_group_count != 1
              or _pair(self.kernel_dilation) != (1, 1) or _pair(self.input_dilation) != (1, 1))
     inputs = constrain_leading(inputs)
-    out = super().__call__(inputs) if plain else self._patches_matmul(inputs)
+    if plain and inputs.ndim == 5 and frames_sharded(inputs):
+      out = self._frame_conv(inputs)
+    else:
+      out = super().__call__(inputs) if plain else self._patches_matmul(inputs)
     return constrain_leading(out)
+
+  def _params(self, c_in: int):
+    """The kernel and bias exactly as `nn.Conv` declares them, promoted to `dtype`."""
+    kh, kw = self.kernel_size
+    kernel = self.param("kernel", self.kernel_init,
+                        (kh, kw, c_in // self.feature_group_count, self.features),
+                        self.param_dtype)
+    bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias else None)
+    return kernel, bias
+
+  def _frame_conv(self, inputs):
+    """`b t h w c` convolved as a 3-D convolution whose kernel spans one frame.
+
+    `nn.Conv` folds the frames into the batch with a reshape, which a context-sharded frames
+    dim cannot pass without an all-gather; a 1 x kh x kw window keeps the frames a dim of
+    their own, so each device convolves its own frames. Same parameters, same sums.
+    """
+    kernel, bias = self._params(inputs.shape[-1])
+    inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+    y = jax.lax.conv_general_dilated(
+        inputs, kernel[None], window_strides=(1,) + _pair(self.strides),
+        padding=((0, 0),) + tuple(tuple(p) for p in self.padding),
+        lhs_dilation=(1,) + _pair(self.input_dilation),
+        rhs_dilation=(1,) + _pair(self.kernel_dilation),
+        dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
+        feature_group_count=self.feature_group_count, precision=self.precision)
+    return y if bias is None else y + bias
 
   def _patches_matmul(self, inputs):
     kh, kw = self.kernel_size
     c_in = inputs.shape[-1]
-    kernel = self.param("kernel", self.kernel_init, (kh, kw, c_in, self.features),
-                        self.param_dtype)
-    bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-            if self.use_bias else None)
+    kernel, bias = self._params(c_in)
     inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
     (ph0, ph1), (pw0, pw1) = self.padding
     sh, sw = _pair(self.strides)

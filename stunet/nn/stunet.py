@@ -33,6 +33,7 @@ from stunet.nn import if_blocks
 from stunet.nn import layers
 from stunet.nn import temporal as temporal_layers
 from stunet.nn.config import UNetConfig
+from stunet.parallel import sharding as sharding_lib
 
 Dtype = Any
 
@@ -57,7 +58,9 @@ def zero_cond_channels_kernel_init(num_base_channels: int):
 
 
 def _constrain(x):
-  return nn.with_logical_constraint(x, ACTIVATION_AXES)
+  # The project's shape-aware conversion, not flax's: a rule may name a mesh axis this mesh
+  # lacks (`context`) or one that does not divide the dim (the coarse levels' frames).
+  return sharding_lib.constrain(x, ACTIVATION_AXES)
 
 
 _REMAT_POLICY_FNS = {
@@ -296,7 +299,7 @@ class STUNet(nn.Module):
       text = layers.dense(cfg.text_proj_dim, name="text_proj", dtype=dtype)(text)
 
     conv_in_init = zero_cond_channels_kernel_init(cfg.in_channels)
-    h = nn.Conv(cfg.channels, (3, 3), padding=((1, 1), (1, 1)), dtype=dtype,
+    h = layers.Conv2D(cfg.channels, (3, 3), padding=((1, 1), (1, 1)), dtype=dtype,
                 kernel_init=layers.partitioned(conv_in_init, layers.CONV_KERNEL_AXES),
                 bias_init=layers.partitioned(nn.initializers.zeros_init(), ("conv_out",)),
                 name="conv_in")(layers.constrain_leading(x))

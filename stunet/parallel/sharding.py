@@ -115,6 +115,32 @@ def constrain_leading(x: jax.Array, logical: Sequence[str]) -> jax.Array:
   return jax.lax.with_sharding_constraint(x, P(*full))
 
 
+def constrain(x: jax.Array, logical: Sequence[str]) -> jax.Array:
+  """`nn.with_logical_constraint` through `mesh_spec`: every dim of `x` pinned to the mesh
+  axes of its logical name (replicated where there are none, or where they do not divide it).
+  A no-op outside a mesh and logical-axis-rules context."""
+  mesh = _context_mesh()
+  rules = nn.get_logical_axis_rules()
+  if mesh is None or not rules:
+    return x
+  return jax.lax.with_sharding_constraint(x, mesh_spec(tuple(logical), x.shape, mesh, rules))
+
+
+def dim_is_sharded(shape: Sequence[int], logical: Sequence[str], dim: int) -> bool:
+  """Whether dim `dim` of an activation whose leading dims carry the `logical` names is split
+  over a mesh axis of the enclosing mesh and rules (False outside a mesh context).
+
+  Layers use it to keep a sharded dim out of reshapes: the SPMD partitioner can merge two
+  dims in one local reshape only when the minor one is unsharded, so folding a video's
+  context-sharded frames into its batch would all-gather the frames first.
+  """
+  mesh = _context_mesh()
+  rules = nn.get_logical_axis_rules()
+  if mesh is None or not rules or len(shape) < len(logical):
+    return False
+  return mesh_spec(tuple(logical), tuple(shape[:len(logical)]), mesh, rules)[dim] is not None
+
+
 # Mesh axes that shard parameters (the rules map parameter names only onto these).
 PARAMETER_AXES = ("fsdp", "tensor")
 

@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stunet.parallel import sharding as sharding_lib
+
 Array = jax.Array
 
 # Activations as HF's ACT2FN names them; "gelu_new" is the tanh approximation used by v1.1.
@@ -212,7 +214,7 @@ class T5EncoderLayer(nn.Module):
     h = T5FeedForward(cfg, self.dtype, self.param_dtype, name="mlp")(
         norm("mlp_norm")(x), deterministic)
     x = x + drop(h, deterministic=deterministic)
-    x = nn.with_logical_constraint(x, ("activation_batch", "activation_length", "activation_embed"))
+    x = sharding_lib.constrain(x, ("activation_batch", "activation_length", "activation_embed"))
     return x, position_bias
 
 

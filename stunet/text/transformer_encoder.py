@@ -18,6 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from stunet.parallel import sharding as sharding_lib
+
 Array = jax.Array
 _ACTIVATION_AXES = ("activation_batch", "activation_length", "activation_embed")
 
@@ -79,7 +81,7 @@ class EncoderLayer(nn.Module):
     h = nn.gelu(h)
     h = _dense(width, ("mlp", "embed"), "mlp_out", self.dtype, self.param_dtype)(h)
     x = x + drop(h, deterministic=deterministic)
-    return nn.with_logical_constraint(x, _ACTIVATION_AXES)
+    return sharding_lib.constrain(x, _ACTIVATION_AXES)
 
 
 class TransformerTextEncoder(nn.Module):

@@ -123,7 +123,7 @@ def mesh_config() -> ml_collections.ConfigDict:
   # parallelism over heads / MLP; activations over the batch.
   c.rules = (
       ("activation_batch", ("data", "fsdp")),
-      ("activation_frames", None),
+      ("activation_frames", "context"),
       ("activation_height", None),
       ("activation_width", None),
       ("activation_channels", "tensor"),

@@ -31,6 +31,23 @@ def test_kernel_matches_reference_with_key_mask(impl):
   np.testing.assert_allclose(np.asarray(out), _reference(q, k, v, mask), atol=1e-5, rtol=1e-5)
 
 
+def test_grouped_queries_attend_within_their_group():
+  """`q [B, t, n, h, d]`: each of the t groups (a video's frames, kept a dim of their own under
+  frame parallelism) attends to its own keys, or to keys shared by all groups."""
+  rng = np.random.default_rng(2)
+  q = rng.standard_normal((2, 3, 6, 2, 8)).astype(np.float32)
+  k = rng.standard_normal((2, 3, 5, 2, 8)).astype(np.float32)
+  v = rng.standard_normal((2, 3, 5, 2, 8)).astype(np.float32)
+  mask = np.array([[1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], bool)
+  out = np.asarray(attention.dot_product_attention(q, k, v, mask))
+  shared = np.asarray(attention.dot_product_attention(q, k[:, 0], v[:, 0], mask))
+  for g in range(3):
+    np.testing.assert_allclose(out[:, g], _reference(q[:, g], k[:, g], v[:, g], mask),
+                               atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(shared[:, g], _reference(q[:, g], k[:, 0], v[:, 0], mask),
+                               atol=1e-5, rtol=1e-5)
+
+
 def test_auto_is_bitwise_the_xla_path_on_cpu():
   module = attention.Attention(2, 4, implementation="auto")
   x = jnp.asarray(np.random.default_rng(1).standard_normal((3, 7, 8)), jnp.float32)
