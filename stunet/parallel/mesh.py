@@ -1,7 +1,7 @@
 """The device mesh named by `config.mesh` (STYLE: Sharding).
 
-`mesh.shape` gives one size per axis of `mesh.axes` (``data, fsdp, tensor``); one entry may be
--1 for "all remaining devices". Axis types are spelled out as Auto: the default (Explicit)
+`mesh.shape` gives one size per axis of `mesh.axes` (``data, fsdp, tensor``; add ``context``
+to split each clip's frames); one entry may be -1 for "all remaining devices". Axis types are spelled out as Auto: the default (Explicit)
 breaks Linen convolutions with sharded kernels.
 
 Multi-slice (several TPU slices joined over the data-centre network, DCN): `mesh.dcn_shape`
@@ -18,6 +18,22 @@ from typing import Sequence
 
 import jax
 from jax.sharding import AxisType
+
+
+def resolve_axes(axes) -> tuple[str, ...]:
+  """`mesh.axes` as a tuple of names. A command line's `--config.mesh.axes='(data,fsdp,
+  context,tensor)'` reaches the config as one string (the names are not Python literals), so a
+  comma-separated string, bare or in parentheses, is split into its names."""
+  if isinstance(axes, str):
+    axes = (axes,)
+  names = []
+  for entry in axes:
+    names += [n.strip().strip("'\"") for n in str(entry).strip("()[] ").split(",")]
+  names = [n for n in names if n]
+  if not names or any(not n.isidentifier() for n in names):
+    raise ValueError(f"mesh.axes={tuple(axes)!r} must be mesh axis names, e.g. "
+                     "'(data,fsdp,context,tensor)'")
+  return tuple(names)
 
 
 def resolve_shape(shape: Sequence[int], num_devices: int) -> tuple[int, ...]:
@@ -70,7 +86,7 @@ def make_mesh(mesh_config, devices: Sequence[jax.Device] | None = None) -> jax.s
 
   Devices from several slices give a hybrid (ICI x DCN) mesh laid out by `mesh.dcn_shape`.
   """
-  axes = tuple(mesh_config.axes)
+  axes = resolve_axes(mesh_config.axes)
   if len(axes) != len(tuple(mesh_config.shape)):
     raise ValueError(f"mesh.shape={tuple(mesh_config.shape)} needs one entry per axis of "
                      f"mesh.axes={axes}")

@@ -45,6 +45,23 @@ def test_mesh_axes_and_shape_must_agree():
     mesh_lib.make_mesh(c)
 
 
+@pytest.mark.parametrize("axes", [
+    ("data", "fsdp", "context", "tensor"),
+    ("(data,fsdp,context,tensor)",),  # how --config.mesh.axes='(data,fsdp,context,tensor)' arrives
+    "data, fsdp, context, tensor",
+    ("('data', 'fsdp', 'context', 'tensor')",),
+])
+def test_mesh_axes_from_the_command_line(axes):
+  assert mesh_lib.resolve_axes(axes) == ("data", "fsdp", "context", "tensor")
+  c = ml_collections.ConfigDict({"axes": axes, "shape": (1, 2, 4, 1)})
+  assert dict(mesh_lib.make_mesh(c).shape) == {"data": 1, "fsdp": 2, "context": 4, "tensor": 1}
+
+
+def test_bad_mesh_axes_are_named():
+  with pytest.raises(ValueError, match=r"mesh.axes=.*must be mesh axis names"):
+    mesh_lib.resolve_axes(("data", "fs dp"))
+
+
 def test_specs_follow_rules_and_replicate_indivisible_dims():
   mesh = mesh_lib.make_mesh(_mesh_config((2, 4, 1)))
   # conv kernel (kh, kw, in, out): out channels over fsdp when divisible ...
