@@ -53,6 +53,31 @@ def check_batch_size(global_batch_size: int, process_count: int,
   return global_batch_size // process_count
 
 
+def check_rows_per_process(mesh: jax.sharding.Mesh, batch_axes: Sequence[str],
+                           process_of=lambda d: d.process_index) -> None:
+  """Every row block of the batch must be held by the devices of one process.
+
+  Each process reads its own examples (`to_global`). Mesh axes the batch is not split over
+  (`context`, `tensor`) hold copies of the same rows; spanning two processes, they would be
+  handed different examples as the same rows, and the copies would silently disagree.
+  """
+  sharding = batch_sharding(mesh, batch_axes)
+  dp = data_parallel_size(mesh, batch_axes)
+  owners: dict[int, set] = {}
+  for device, index in sharding.devices_indices_map((dp,)).items():
+    owners.setdefault(index[0].start or 0, set()).add(process_of(device))
+  shared = {row: procs for row, procs in owners.items() if len(procs) > 1}
+  if shared:
+    row, procs = min(shared.items())
+    others = [a for a in mesh.axis_names if a not in batch_axes_in_mesh(mesh, batch_axes)
+              and mesh.shape[a] > 1]
+    raise ValueError(
+        f"batch row block {row} is held by devices of processes {sorted(procs)}: the mesh "
+        f"axes {others} (not in data.batch_axes) span processes, which read different "
+        f"examples. Keep those axes within a host (their size at most the devices per "
+        f"process, {len(jax.local_devices())} here) or list them in data.batch_axes.")
+
+
 def to_global(batch: Mapping[str, np.ndarray], sharding: jax.sharding.NamedSharding,
               process_count: int) -> dict:
   """Turns the device keys of a per-process batch into global arrays."""

@@ -40,6 +40,8 @@ def check_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage,
   global_batch.check_batch_size(c.data.global_batch_size, jax.process_count(), mesh,
                                 c.data.batch_axes)
   check_grad_accum(c, mesh)
+  global_batch.check_rows_per_process(mesh, c.data.batch_axes)
+  check_context(c, mesh, stage)
   _check_paths(c, stage)
   return c
 
@@ -57,6 +59,21 @@ def check_grad_accum(c: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> N
         f"optim.grad_accum_steps={k} does not divide the per-device batch of {per_device} "
         f"(data.global_batch_size={c.data.global_batch_size} over a data-parallel size of "
         f"{data_parallel}); use a divisor of {per_device} or a larger global batch")
+
+
+def check_context(c: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
+                  stage: stages_lib.Stage) -> None:
+  """A `context` mesh axis splits a video's frames: it must divide `data.frames`, or no level
+  of the video model would be split and the axis would only hold copies."""
+  context = dict(mesh.shape).get("context", 1)
+  if context == 1 or stage.modality != "video":
+    return
+  frames = c.data.get("frames")
+  if frames and frames % context:
+    raise ValueError(
+        f"the mesh's context axis of {context} devices does not divide data.frames={frames}: "
+        f"no level's frames would be split. Use a context size that divides {frames} "
+        f"(mesh.shape) or more frames.")
 
 
 def check_run(config: ml_collections.ConfigDict,

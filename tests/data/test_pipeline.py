@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 
 from stunet.data import captions
 from stunet.data import config as data_config_lib
+from stunet.data import global_batch
 from stunet.data import pipeline
 from stunet.data import shapes_video
 
@@ -271,3 +272,18 @@ def test_reads_array_record_files_directly(data_dir):
   batch = next(pipeline.make_train_iterator(_config(data_dir, files=files, num_epochs=1,
                                                     global_batch_size=16)))
   assert sorted(batch["index"].tolist()) == list(range(16))
+
+
+def test_mesh_axes_outside_the_batch_must_stay_within_a_process():
+  mesh = jax.make_mesh((2, 4), ("fsdp", "context"), axis_types=(jax.sharding.AxisType.Auto,) * 2)
+  # 2 "hosts" of 4 devices: host = the device's row of the mesh keeps context within a host.
+  row_of = {d: i for i, row in enumerate(mesh.devices) for d in row}
+  global_batch.check_rows_per_process(mesh, ("data", "fsdp"), process_of=row_of.get)
+  # Host = the device's column: each batch row block is held by 4 processes.
+  col_of = {d: j for row in mesh.devices for j, d in enumerate(row)}
+  with pytest.raises(ValueError, match=r"batch row block 0 is held by devices of processes "
+                                       r"\[0, 1, 2, 3\]: the mesh axes \['context'\] .*span "
+                                       r"processes"):
+    global_batch.check_rows_per_process(mesh, ("data", "fsdp"), process_of=col_of.get)
+  # Listing the axis as a batch axis splits the batch over it instead: fine.
+  global_batch.check_rows_per_process(mesh, ("fsdp", "context"), process_of=col_of.get)

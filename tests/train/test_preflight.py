@@ -59,3 +59,19 @@ def test_train_checks_before_writing_the_workdir(mesh, tmp_path):
   with pytest.raises(ValueError, match="^stage 'video'"):
     loop.train(c, str(tmp_path / "run"), mesh=mesh)
   assert not (tmp_path / "run").exists()
+
+
+def test_a_context_axis_must_divide_the_video_frames():
+  c = tiny_config()
+  c.mesh.axes = ("data", "fsdp", "context", "tensor")
+  c.mesh.shape = (1, 1, 8, 1)
+  context_mesh = mesh_lib.make_mesh(c.mesh)
+  c.data.frames = 12  # divisible by the temporal factors (4), not by the context axis (8)
+  with pytest.raises(ValueError, match=r"^stage 'video': the mesh's context axis of 8 devices "
+                                       r"does not divide data\.frames=12"):
+    preflight.check_run(c, context_mesh)
+  c.data.frames = 16
+  preflight.check_run(c, context_mesh)
+  c.stages = "t2i"  # single frames: the axis holds copies, which is allowed
+  c.data.frames = 12
+  preflight.check_run(c, context_mesh)
