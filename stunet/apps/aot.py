@@ -30,6 +30,7 @@ import ml_collections
 import numpy as np
 
 from stunet.data import global_batch
+from stunet.parallel import hlo
 from stunet.parallel import mesh as mesh_lib
 from stunet.parallel import sharding as sharding_lib
 from stunet.text import t5 as t5_lib
@@ -53,6 +54,7 @@ class Chip:
     dims: torus dimensions (3 for v4/v5p, 2 for v5e/v6e).
     hbm_bytes: HBM per device as the compiler reports it.
     peak_flops: peak bf16 FLOP/s per chip.
+    hbm_bandwidth: HBM bytes/s per chip (Cloud TPU's published figures).
   """
   name: str
   cores_per_chip: int
@@ -60,13 +62,14 @@ class Chip:
   dims: int
   hbm_bytes: int
   peak_flops: float
+  hbm_bandwidth: float
 
 
 CHIPS = {
-    "v4": Chip("v4", 2, "megacore", 3, int(30.75 * GIB), 275e12),
-    "v5p": Chip("v5", 2, "megacore", 3, int(95.74 * GIB), 459e12),
-    "v5e": Chip("v5e", 1, "default", 2, int(15.75 * GIB), 197e12),
-    "v6e": Chip("v6e", 1, "default", 2, int(31.25 * GIB), 918e12),
+    "v4": Chip("v4", 2, "megacore", 3, int(30.75 * GIB), 275e12, 1200e9),
+    "v5p": Chip("v5", 2, "megacore", 3, int(95.74 * GIB), 459e12, 2765e9),
+    "v5e": Chip("v5e", 1, "default", 2, int(15.75 * GIB), 197e12, 819e9),
+    "v6e": Chip("v6e", 1, "default", 2, int(31.25 * GIB), 918e12, 1640e9),
 }
 _ALIASES = {"v5litepod": "v5e", "v5lite": "v5e"}
 
@@ -205,6 +208,10 @@ class FitReport:
   what: str = "train"  # 'train': one train step; 'sample': one guided denoising step
   sample_steps: int = 0  # denoising steps of one sample (config.diffusion.sample_steps)
   grad_accum_steps: int = 1  # microbatches per train step (config.optim.grad_accum_steps)
+  stage_modality: str = "video"  # the stage's examples: 'video' clips or 'image's
+  bytes_accessed: float = 0.0  # HBM bytes read + written per device per step (cost analysis)
+  # Bytes of the collectives' results per device per step, by kind (from the compiled HLO).
+  collective_bytes: dict[str, int] = dataclasses.field(default_factory=dict)
 
   @property
   def hbm_bytes(self) -> int:
@@ -220,6 +227,17 @@ class FitReport:
 
   def step_seconds(self, utilisation: float = 1.0) -> float:
     return self.flops / (self.topology.chip.peak_flops * utilisation)
+
+  def roofline_seconds(self) -> float:
+    """max(FLOPs / peak FLOP/s, HBM bytes / HBM bandwidth): the step's time if it ran at
+    whichever of the chip's two limits binds (collectives not counted)."""
+    chip = self.topology.chip
+    return max(self.flops / chip.peak_flops, self.bytes_accessed / chip.hbm_bandwidth)
+
+  def roofline_mfu(self) -> float:
+    """The model-FLOP utilisation the roofline time implies (1.0 when compute-bound)."""
+    t = self.roofline_seconds()
+    return self.step_seconds() / t if t else 0.0
 
 
 def _shard_bytes(tree: Any) -> int:
@@ -295,6 +313,8 @@ def _compile_and_measure(jitted, args: tuple, mesh: jax.sharding.Mesh,
   report.temp_bytes = memory.temp_bytes
   report.peak_bytes = memory.peak_bytes
   report.flops = measure.flops(compiled)
+  report.bytes_accessed = float(measure.cost_analysis(compiled).get("bytes accessed", 0.0))
+  report.collective_bytes = hlo.bytes_by_kind(compiled.as_text())
   return report
 
 
@@ -312,6 +332,7 @@ def check_train_step(config: ml_collections.ConfigDict, topology: Topology,
                            mesh)
   report = FitReport(
       topology=topology, mesh_shape=dict(mesh.shape), global_batch_size=c.data.global_batch_size,
+      stage_modality=setup.stage.modality,
       param_bytes=_shard_bytes(state.params), opt_bytes=_shard_bytes(state.opt_state),
       ema_bytes=_shard_bytes(state.ema_params), argument_bytes=0, output_bytes=0, alias_bytes=0,
       temp_bytes=0, peak_bytes=0, flops=0.0, compile_seconds=0.0,
@@ -361,6 +382,7 @@ def check_sample_step(config: ml_collections.ConfigDict, topology: Topology,
   jitted = jax.jit(denoise_step, out_shardings=sharding)
   report = FitReport(
       topology=topology, mesh_shape=dict(mesh.shape), global_batch_size=b,
+      stage_modality=setup.stage.modality,
       param_bytes=_shard_bytes(params), opt_bytes=0, ema_bytes=0, argument_bytes=0,
       output_bytes=0, alias_bytes=0, temp_bytes=0, peak_bytes=0, flops=0.0,
       compile_seconds=0.0, what="sample", sample_steps=int(c.diffusion.sample_steps))
@@ -393,7 +415,8 @@ def levers(report: FitReport, config: ml_collections.ConfigDict) -> list[str]:
   if config.model.dtype != "bfloat16":
     out.append("compute in bfloat16: --config.model.dtype=bfloat16")
   b = report.global_batch_size
-  data_parallel = n // tensor
+  context = shape.get("context", 1)
+  data_parallel = n // (tensor * context)
   batch_flag = ("--sample_batch" if report.what == "sample" else
                 "--config.data.global_batch_size")
   accum = report.grad_accum_steps if report.what == "train" else 1
@@ -407,18 +430,28 @@ def levers(report: FitReport, config: ml_collections.ConfigDict) -> list[str]:
     out.append(f"halve the batch: {batch_flag}={b // 2} (now {b}, "
                f"{b // data_parallel} per data-parallel device; activations scale with it)")
   else:
-    # One clip per device already: split each clip's activations (their channels) over a
-    # tensor axis instead, at the price of more collectives.
+    # One clip per device already: split each clip over several devices. Its frames over a
+    # context axis (one-frame halos per temporal conv) where the frame count allows, else its
+    # activation channels over a tensor axis (collectives in every layer).
+    def keep_batch(split):
+      new_dp = max(1, n // split)
+      if report.what == "train" and b % new_dp == 0 and b > new_dp:
+        return (f"--config.optim.grad_accum_steps={b // new_dp} (the global batch of {b} "
+                f"stays, one clip per {split} devices per pass)")
+      return f"{batch_flag}={new_dp}"
+    frames = config.data.get("frames") if report.stage_modality == "video" else None
+    c = context * 4
+    if frames and frames % c == 0:
+      out.append(f"split each clip's {frames} frames over {c} devices: --config.mesh.axes="
+                 f"'(data,fsdp,context,tensor)' --config.mesh.shape='(1,-1,{c},{tensor})' with "
+                 f"{keep_batch(c * tensor)} (levels whose frame count {c} divides are sharded "
+                 f"over 'context'; the coarser ones are replicated)")
     t = tensor * 4
-    new_dp = max(1, n // t)
-    if report.what == "train" and b % new_dp == 0 and b > new_dp:
-      keep = (f"--config.optim.grad_accum_steps={b // new_dp} (the global batch of {b} stays, "
-              f"one clip per {t} devices per pass)")
-    else:
-      keep = f"{batch_flag}={new_dp}"
-    out.append(f"split each clip over {t} devices: --config.mesh.shape=(1,-1,{t}) with "
-               f"{keep} (activation channels are sharded over 'tensor'; now "
-               f"{per_step // data_parallel} clip per device)")
+    axes = ("--config.mesh.shape=(1,-1,{t})".format(t=t) if "context" not in shape else
+            f"--config.mesh.shape='(1,-1,{context},{t})'")
+    out.append(f"split each clip over {t * context} devices: {axes} with "
+               f"{keep_batch(t * context)} (activation channels are sharded over 'tensor'; "
+               f"now {per_step // data_parallel} clip per device)")
   out.append("or a topology with more chips / more HBM per chip")
   return out
 
@@ -455,6 +488,12 @@ def format_report(report: FitReport, config: ml_collections.ConfigDict) -> str:
         f"step time  {report.step_seconds():.4g} s at peak bf16 "
         f"({t.chip.peak_flops / 1e12:.0f} TFLOP/s per chip), "
         f"{report.step_seconds(0.5):.4g} s at 50%",
+        f"hbm bytes  {report.bytes_accessed:.4g} accessed per device per step",
+        "collectives " + ", ".join(f"{k} {_gib(v)}" for k, v in report.collective_bytes.items())
+        + " per device per step (result bytes in the compiled HLO)",
+        f"roofline   {report.roofline_seconds():.4g} s = max(FLOPs / peak, bytes / "
+        f"{t.chip.hbm_bandwidth / 1e9:.0f} GB/s HBM), implied MFU "
+        f"{100 * report.roofline_mfu():.1f}% (derived; collectives not counted)",
     ]
     if report.what == "sample":
       lines.append(f"sample     {report.sample_steps * report.step_seconds():.4g} s at peak, "

@@ -164,6 +164,12 @@ def test_sample_step_on_two_slices():
   sample_s = float(re.search(r"sample\s+([\d.e+-]+) s at peak", out).group(1))
   assert flops > 1e6
   assert sample_s == pytest.approx(8 * peak_s, rel=1e-3)
+  # The compiler's HBM traffic and the HLO's collectives, and the roofline derived from them.
+  assert float(re.search(r"hbm bytes\s+([\d.e+]+) accessed", out).group(1)) > 0
+  assert re.search(r"collectives all-gather [\d.]+ [MG]iB, all-reduce", out), out
+  roofline = float(re.search(r"roofline\s+([\d.e+-]+) s", out).group(1))
+  assert roofline >= peak_s * (1 - 1e-3)
+  assert 0 < float(re.search(r"implied MFU ([\d.]+)%", out).group(1)) <= 100
 
 
 def _v5e_256_over_hbm(global_batch_size):
@@ -173,6 +179,18 @@ def _v5e_256_over_hbm(global_batch_size):
       global_batch_size=global_batch_size, param_bytes=1, opt_bytes=1, ema_bytes=1,
       argument_bytes=0, output_bytes=0, alias_bytes=0, temp_bytes=0, peak_bytes=20 * aot.GIB,
       flops=0.0, compile_seconds=0.0)
+
+
+def test_roofline_is_the_binding_limit_and_implies_the_mfu():
+  report = _v5e_256_over_hbm(global_batch_size=256)
+  chip = report.topology.chip
+  report.flops = chip.peak_flops * 0.5  # 0.5 s of compute
+  report.bytes_accessed = chip.hbm_bandwidth * 2.0  # 2 s of HBM traffic: memory-bound
+  assert report.roofline_seconds() == pytest.approx(2.0)
+  assert report.roofline_mfu() == pytest.approx(0.25)
+  report.bytes_accessed = chip.hbm_bandwidth * 0.1  # compute-bound
+  assert report.roofline_seconds() == pytest.approx(0.5)
+  assert report.roofline_mfu() == pytest.approx(1.0)
 
 
 def test_levers_when_one_clip_per_device():
@@ -186,6 +204,31 @@ def test_levers_when_one_clip_per_device():
   report.what = "sample"
   assert "--config.mesh.shape=(1,-1,4) with --sample_batch=64" in "\n".join(
       aot.levers(report, base.get_config()))
+
+
+def test_levers_split_a_clips_frames_over_a_context_axis_first():
+  from experiments.configs import paper  # pylint: disable=g-import-not-at-top
+  config = paper.get_config()  # 80 frames: 4 divides 80, 40 and 20
+  report = _v5e_256_over_hbm(global_batch_size=256)
+  text = aot.levers(report, config)
+  frames = [i for i, l in enumerate(text) if "over 'context'" in l]
+  tensor = [i for i, l in enumerate(text) if "sharded over 'tensor'" in l]
+  assert frames and tensor and frames[0] < tensor[0], text
+  assert ("split each clip's 80 frames over 4 devices: --config.mesh.axes='(data,fsdp,context,"
+          "tensor)' --config.mesh.shape='(1,-1,4,1)' with --config.optim.grad_accum_steps=4"
+          ) in text[frames[0]]
+  # With a context axis of 4 already: 16 next, and the tensor lever keeps the context size.
+  report.mesh_shape = {"data": 1, "fsdp": 64, "context": 4, "tensor": 1}
+  report.global_batch_size = 64
+  text = "\n".join(aot.levers(report, config))
+  assert "split each clip's 80 frames over 16 devices" in text
+  assert "--config.mesh.shape='(1,-1,4,4)'" in text
+  # An image stage, or frames the next context size does not divide: no frame lever.
+  report.stage_modality = "image"
+  assert "over 'context'" not in "\n".join(aot.levers(report, config))
+  report.stage_modality = "video"
+  config.data.frames = 24
+  assert "over 'context'" not in "\n".join(aot.levers(report, config))
 
 
 def test_levers_accumulate_gradients_before_shrinking_the_train_batch():
