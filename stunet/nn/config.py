@@ -266,8 +266,8 @@ class UNetConfig:
       fail("temporal_conv_impl", "must be 'matmul' or 'conv'")
     if self.spatial_conv_impl not in ("auto", "conv"):
       fail("spatial_conv_impl", "must be 'auto' or 'conv'")
-    if self.attention_impl not in ("auto", "xla", "cudnn"):
-      fail("attention_impl", "must be 'auto', 'xla' or 'cudnn'")
+    if self.attention_impl not in ("auto", "xla", "cudnn", "splash"):
+      fail("attention_impl", "must be 'auto', 'xla', 'cudnn' or 'splash'")
     policies = [n.strip() for n in str(self.remat_policy).split(",")]
     if any(n not in REMAT_POLICIES for n in policies):
       fail("remat_policy", f"must be one of {REMAT_POLICIES}, or one per level separated by "

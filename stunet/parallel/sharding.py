@@ -81,7 +81,7 @@ def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def _context_mesh():
+def context_mesh():
   """The mesh of the enclosing `jax.set_mesh` (or legacy `with mesh:`), or None."""
   mesh = jax.sharding.get_abstract_mesh()
   if mesh is not None and not mesh.empty:
@@ -103,7 +103,7 @@ def constrain_leading(x: jax.Array, logical: Sequence[str]) -> jax.Array:
   `paper` did, so per-chip memory grew with the FSDP axis). A no-op outside a mesh and
   logical-axis-rules context; dims the mesh axes do not divide stay unconstrained.
   """
-  mesh = _context_mesh()
+  mesh = context_mesh()
   rules = nn.get_logical_axis_rules()
   if mesh is None or not rules or x.ndim < len(logical):
     return x
@@ -119,7 +119,7 @@ def constrain(x: jax.Array, logical: Sequence[str]) -> jax.Array:
   """`nn.with_logical_constraint` through `mesh_spec`: every dim of `x` pinned to the mesh
   axes of its logical name (replicated where there are none, or where they do not divide it).
   A no-op outside a mesh and logical-axis-rules context."""
-  mesh = _context_mesh()
+  mesh = context_mesh()
   rules = nn.get_logical_axis_rules()
   if mesh is None or not rules:
     return x
@@ -134,7 +134,7 @@ def dim_is_sharded(shape: Sequence[int], logical: Sequence[str], dim: int) -> bo
   dims in one local reshape only when the minor one is unsharded, so folding a video's
   context-sharded frames into its batch would all-gather the frames first.
   """
-  mesh = _context_mesh()
+  mesh = context_mesh()
   rules = nn.get_logical_axis_rules()
   if mesh is None or not rules or len(shape) < len(logical):
     return False

@@ -122,6 +122,46 @@ def test_oversized_batch_reports_overflow_and_fails():
 
 
 @needs_libtpu
+def test_splash_attention_compiles_for_a_tpu_slice_from_this_host():
+  """`attention_impl='auto'` on TPU devices picks the splash kernel (a Mosaic custom call in
+  `shard_map` over batch and heads), forward and backward, bf16 at the paper's head dim 64
+  with a key mask; the 5-frame temporal attention stays on XLA."""
+  script = """
+import numpy as np, jax, jax.numpy as jnp, flax.linen as nn
+from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+from stunet.apps import aot
+from stunet.nn import attention
+devices = aot.parse_topology("v5e-4").devices()
+mesh = jax.sharding.Mesh(np.array(devices).reshape(2, 2), ("fsdp", "tensor"),
+                         axis_types=(AxisType.Auto,) * 2)
+rules = (("activation_batch", "fsdp"), ("heads", "tensor"))
+spec = NamedSharding(mesh, P("fsdp", None, "tensor", None))
+def qkv(n, s):
+  return (jax.ShapeDtypeStruct((4, n, 4, 64), jnp.bfloat16, sharding=spec),
+          jax.ShapeDtypeStruct((4, s, 4, 64), jnp.bfloat16, sharding=spec),
+          jax.ShapeDtypeStruct((4, s, 4, 64), jnp.bfloat16, sharding=spec),
+          jax.ShapeDtypeStruct((4, s), jnp.bool_, sharding=NamedSharding(mesh, P("fsdp", None))))
+loss = lambda q, k, v, m: jnp.sum(
+    attention.dot_product_attention(q, k, v, m, "auto").astype(jnp.float32))
+with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+  for n, s in ((1024, 128), (5, 5)):
+    for name, fn in (("forward", lambda q, k, v, m: attention.dot_product_attention(
+        q, k, v, m, "auto")), ("gradient", jax.grad(loss, argnums=(0, 1, 2)))):
+      text = jax.jit(fn).lower(*qkv(n, s)).compile().as_text()
+      print(n, s, name, text.count('custom_call_target="tpu_custom_call"'))
+"""
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env.update(JAX_PLATFORMS="cpu", ALLOW_MULTIPLE_LIBTPU_LOAD="1")
+  r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True,
+                     text=True, timeout=300)
+  assert r.returncode == 0, r.stderr[-3000:]
+  counts = {tuple(l.split()[:3]): int(l.split()[3]) for l in r.stdout.strip().splitlines()}
+  assert counts[("1024", "128", "forward")] >= 1  # the splash kernel
+  assert counts[("1024", "128", "gradient")] >= 2  # its forward and backward kernels
+  assert counts[("5", "5", "forward")] == counts[("5", "5", "gradient")] == 0  # XLA
+
+
+@needs_libtpu
 def test_two_slices_form_a_hybrid_mesh():
   # The compile-only devices of two v5e 2x2 slices; each mesh axis spans the slices that
   # mesh.dcn_shape gives it. No compile, so it runs in a second (sub)process quickly.

@@ -89,3 +89,69 @@ def test_config_field_is_validated():
   with pytest.raises(ValueError, match=r"config.model.attention_impl='flash'"):
     UNetConfig.from_config({"attention_impl": "flash"})
   assert UNetConfig.from_config({}).attention_impl == "auto"
+
+
+# Splash (Pallas TPU kernel) runs here in Pallas' interpret mode: the same kernel program, on
+# the CPU. Its sequence lengths must be multiples of 128.
+def _qkv(shape_q, shape_kv, seed=3, dtype=np.float32):
+  rng = np.random.default_rng(seed)
+  return (rng.standard_normal(shape_q).astype(dtype), rng.standard_normal(shape_kv).astype(dtype),
+          rng.standard_normal(shape_kv).astype(dtype))
+
+
+def test_splash_matches_reference_with_key_mask():
+  q, k, v = _qkv((2, 128, 2, 64), (2, 256, 2, 64))
+  mask = np.arange(256)[None, :] < np.array([[256], [37]])  # one full, one padded caption
+  out = attention.dot_product_attention(q, k, v, mask, implementation="splash")
+  np.testing.assert_allclose(np.asarray(out), _reference(q, k, v, mask), atol=2e-5, rtol=2e-5)
+  out = attention.dot_product_attention(q, k, v, None, implementation="splash")
+  np.testing.assert_allclose(np.asarray(out), _reference(q, k, v, np.ones((2, 256), bool)),
+                             atol=2e-5, rtol=2e-5)
+
+
+def test_splash_grouped_queries_and_gradients_match_xla():
+  q, k, v = _qkv((1, 2, 128, 2, 64), (1, 128, 2, 64))  # frames sharing keys (cross-attention)
+  mask = np.arange(128)[None, :] < 100
+
+  def loss(impl):
+    return lambda q, k, v: jnp.sum(jnp.sin(attention.dot_product_attention(q, k, v, mask, impl)))
+  for impl_out, xla_out in zip(jax.grad(loss("splash"), argnums=(0, 1, 2))(q, k, v),
+                               jax.grad(loss("xla"), argnums=(0, 1, 2))(q, k, v)):
+    np.testing.assert_allclose(np.asarray(impl_out), np.asarray(xla_out), atol=5e-5, rtol=5e-5)
+
+
+def test_splash_in_shard_map_over_a_mesh_matches_xla():
+  """Under a mesh the kernel runs in `shard_map` over the batch (and frames) and heads axes."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  from jax.sharding import AxisType, NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  rules = (("activation_batch", ("data", "fsdp")), ("activation_frames", "context"),
+           ("heads", "tensor"))
+  mesh = jax.make_mesh((2, 2, 2), ("fsdp", "context", "tensor"),
+                       axis_types=(AxisType.Auto,) * 3)
+  q, k, v = _qkv((2, 2, 128, 2, 64), (2, 2, 128, 2, 64))
+  mask = np.arange(128)[None, :] < np.array([[128], [50]])
+
+  def run(impl):
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+      sharded = NamedSharding(mesh, P("fsdp", "context", None, "tensor"))
+      args = [jax.device_put(a, sharded) for a in (q, k, v)]
+      return jax.jit(lambda q, k, v: attention.dot_product_attention(q, k, v, mask, impl))(*args)
+  splash = run("splash")
+  np.testing.assert_allclose(np.asarray(splash), np.asarray(run("xla")), atol=2e-5, rtol=2e-5)
+  assert splash.sharding.spec[:2] == ("fsdp", "context")
+
+
+def test_splash_resolution():
+  with pytest.raises(ValueError, match=r"attention_impl='splash' cannot run this attention: "
+                                       r"sequence lengths 5 \(queries\) / 5 \(keys\) are not "
+                                       r"both multiples of 128"):
+    attention.resolve_implementation("splash", jnp.float32, 64, 5, 5)
+  assert attention.resolve_implementation("splash", jnp.bfloat16, 64, 256, 128) == "splash"
+  assert UNetConfig.from_config({"attention_impl": "splash"}).attention_impl == "splash"
+
+
+def test_auto_picks_splash_for_a_tpu_target_where_it_applies(monkeypatch):
+  monkeypatch.setattr(attention, "target_platform", lambda: "tpu")
+  assert attention.resolve_implementation("auto", jnp.bfloat16, 64, 1024, 128) == "splash"
+  assert attention.resolve_implementation("auto", jnp.bfloat16, 64, 64, 128) == "xla"  # 8x8 px
+  assert attention.resolve_implementation("auto", jnp.bfloat16, 64, 5, 5) == "xla"  # 5 frames
