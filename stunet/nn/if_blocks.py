@@ -70,23 +70,27 @@ class AddedKVAttention(nn.Module):
       raise ValueError(f"cross_attention_norm must be 'group_norm' or 'none', got "
                        f"{self.cross_attention_norm!r}")
     h = layers.GroupNorm(self.norm_groups, 1e-5, name="group_norm", **kw)(x)
-    h = h.reshape(b * t, n, c)  # frames attend independently
+    # Frames attend independently: folded into the batch, or, when they are split over a
+    # context axis, kept a dim of their own (`layers.frames_sharded`).
+    grouped = layers.frames_sharded(x)
+    h = h.reshape(b, t, n, c) if grouped else h.reshape(b * t, n, c)
     q, k, v = proj("to_q")(h), proj("to_k")(h), proj("to_v")(h)
 
     # Text keys/values are computed once per example and shared by all its frames.
-    def per_frame(a):  # b L inner -> (b t) L inner
-      return jnp.broadcast_to(a[:, None], (b, t, length, inner)).reshape(b * t, length, inner)
+    def per_frame(a):  # b L inner -> b t L inner (grouped) or (b t) L inner
+      a = jnp.broadcast_to(a[:, None], (b, t, length, inner))
+      return a if grouped else a.reshape(b * t, length, inner)
 
-    k = jnp.concatenate([per_frame(proj("add_k_proj")(text)), k], axis=1)
-    v = jnp.concatenate([per_frame(proj("add_v_proj")(text)), v], axis=1)
-    mask = jnp.concatenate([
-        jnp.broadcast_to(text_mask.astype(jnp.bool_)[:, None], (b, t, length)).reshape(
-            b * t, length),
-        jnp.ones((b * t, n), jnp.bool_)], axis=1)  # (b t) (L + n)
+    k = jnp.concatenate([per_frame(proj("add_k_proj")(text)), k], axis=-2)
+    v = jnp.concatenate([per_frame(proj("add_v_proj")(text)), v], axis=-2)
+    mask = jnp.concatenate([text_mask.astype(jnp.bool_), jnp.ones((b, n), jnp.bool_)],
+                           axis=1)  # b (L + n): the same for every frame
+    if not grouped:
+      mask = jnp.repeat(mask, t, axis=0)  # (b t) (L + n)
     split = lambda a: a.reshape(a.shape[:-1] + (self.num_heads, self.head_dim))
     out = attention.dot_product_attention(split(q), split(k), split(v), mask,
                                           self.attention_impl)
-    out = out.reshape(b * t, n, inner)
+    out = out.reshape(out.shape[:-2] + (inner,))
     out = layers.dense(c, axes=("heads", "embed"), name="to_out", **kw)(out)
     return x + out.reshape(b, t, hgt, wid, c)
 

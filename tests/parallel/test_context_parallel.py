@@ -135,3 +135,27 @@ def test_context_sharded_train_step_equals_unsharded_and_resumes_across_sizes(tm
   jax.tree.map(close, _host(resumed.params), _host(uninterrupted.params))
   jax.tree.map(close, _host(resumed.ema_params), _host(uninterrupted.ema_params))
   assert int(resumed.step) == int(uninterrupted.step) == 2
+
+
+def test_the_added_kv_attention_of_imported_if_models_keeps_its_frames_split():
+  """DeepFloyd IF's attention (text keys joined to each frame's pixel keys) under a context
+  axis: the frames stay a dim of their own, with the same output as on one device."""
+  from stunet.nn import if_blocks  # pylint: disable=g-import-not-at-top
+  block = if_blocks.AddedKVAttention(num_heads=2, head_dim=8, norm_groups=4,
+                                     cross_attention_norm="none")
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((2, T, 4, 4, 16)).astype(np.float32)
+  text = rng.standard_normal((2, 5, 12)).astype(np.float32)
+  mask = np.array([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]], bool)
+  params = randomize(jax.eval_shape(block.init, jax.random.key(0), x, text, mask)["params"])
+  apply = lambda p, x, text, mask: block.apply({"params": p}, x, text, mask)
+  reference = jax.jit(apply)(params, x, text, mask)
+  mesh = _mesh(FSDP, CONTEXT)
+  frames = NamedSharding(mesh, P(("data", "fsdp"), "context"))
+  with jax.set_mesh(mesh), nn.logical_axis_rules(RULES):
+    jitted = jax.jit(apply, out_shardings=frames)
+    out = jitted(params, jax.device_put(x, frames), text, mask)
+    text_hlo = jitted.lower(params, x, text, mask).compile().as_text()
+  np.testing.assert_allclose(np.asarray(out), np.asarray(reference), rtol=1e-5, atol=1e-5)
+  share = x.size // (FSDP * CONTEXT)
+  assert not hlo.gathers_of(text_hlo, share), hlo.gathers_of(text_hlo, share)
