@@ -30,6 +30,7 @@ import ml_collections
 import numpy as np
 
 from stunet.data import global_batch
+from stunet.nn import attention as attention_lib
 from stunet.parallel import hlo
 from stunet.parallel import mesh as mesh_lib
 from stunet.parallel import sharding as sharding_lib
@@ -209,6 +210,9 @@ class FitReport:
   sample_steps: int = 0  # denoising steps of one sample (config.diffusion.sample_steps)
   grad_accum_steps: int = 1  # microbatches per train step (config.optim.grad_accum_steps)
   stage_modality: str = "video"  # the stage's examples: 'video' clips or 'image's
+  # Forward FLOPs per device of the splash attention kernels, which XLA's count omits
+  # (`attention.count_splash_flops`); 0 where none were traced.
+  splash_flops: float = 0.0
   bytes_accessed: float = 0.0  # HBM bytes read + written per device per step (cost analysis)
   # Bytes of the collectives' results per device per step, by kind (from the compiled HLO).
   collective_bytes: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -225,14 +229,20 @@ class FitReport:
   def overflow_bytes(self) -> int:
     return max(0, self.peak_bytes - self.hbm_bytes)
 
+  @property
+  def total_flops(self) -> float:
+    """XLA's FLOPs plus the splash kernels' (forward; a train step's backward kernels, about
+    twice as many again, are not counted)."""
+    return self.flops + self.splash_flops
+
   def step_seconds(self, utilisation: float = 1.0) -> float:
-    return self.flops / (self.topology.chip.peak_flops * utilisation)
+    return self.total_flops / (self.topology.chip.peak_flops * utilisation)
 
   def roofline_seconds(self) -> float:
     """max(FLOPs / peak FLOP/s, HBM bytes / HBM bandwidth): the step's time if it ran at
     whichever of the chip's two limits binds (collectives not counted)."""
     chip = self.topology.chip
-    return max(self.flops / chip.peak_flops, self.bytes_accessed / chip.hbm_bandwidth)
+    return max(self.total_flops / chip.peak_flops, self.bytes_accessed / chip.hbm_bandwidth)
 
   def roofline_mfu(self) -> float:
     """The model-FLOP utilisation the roofline time implies (1.0 when compute-bound)."""
@@ -296,7 +306,9 @@ def _compile_and_measure(jitted, args: tuple, mesh: jax.sharding.Mesh,
   """Compiles `jitted(*args)` for the mesh's devices; fills the report's memory and FLOPs."""
   start = time.perf_counter()
   try:
-    compiled, report.compile_seconds = measure.compile_timed(jitted, args, mesh)
+    with attention_lib.count_splash_flops() as splash:
+      compiled, report.compile_seconds = measure.compile_timed(jitted, args, mesh)
+    report.splash_flops = sum(splash) / math.prod(mesh.shape.values())
   except Exception as e:  # pylint: disable=broad-except
     message = str(e)
     if "RESOURCE_EXHAUSTED" not in message and "Ran out of memory" not in message:
@@ -484,7 +496,9 @@ def format_report(report: FitReport, config: ml_collections.ConfigDict) -> str:
         f"memory     arguments {_gib(report.argument_bytes)}, outputs "
         f"{_gib(report.output_bytes)} (aliased {_gib(report.alias_bytes)}), temporaries "
         f"{_gib(report.temp_bytes)}",
-        f"flops      {report.flops:.4g} per device per step",
+        f"flops      {report.flops:.4g} per device per step (XLA's count)"
+        + (f" + {report.splash_flops:.4g} in splash attention kernels (counted at trace time, "
+           "forward only)" if report.splash_flops else ""),
         f"step time  {report.step_seconds():.4g} s at peak bf16 "
         f"({t.chip.peak_flops / 1e12:.0f} TFLOP/s per chip), "
         f"{report.step_seconds(0.5):.4g} s at 50%",

@@ -25,7 +25,8 @@ The kernel is chosen by `implementation` (`model.attention_impl`), resolved at t
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 import flax.linen as nn
 import jax
@@ -210,11 +211,33 @@ def _splash_local(q, k, v, mask, interpret: bool):
   return jnp.swapaxes(out, 1, 2).astype(v.dtype)
 
 
+# Trace-time tally of the splash kernels' FLOPs (`count_splash_flops`): XLA's cost analysis
+# cannot see inside a Mosaic kernel, so a compiled step's FLOP count leaves them out.
+_splash_flops: list[float] | None = None
+
+
+@contextlib.contextmanager
+def count_splash_flops() -> Iterator[list[float]]:
+  """Collects, while tracing inside the block, the forward FLOPs of every splash attention
+  call (2 matmuls of `2 n s d` per head and example, whole-array shapes); a differentiated
+  call's backward kernels add about twice as many again."""
+  global _splash_flops
+  previous, _splash_flops = _splash_flops, []
+  try:
+    yield _splash_flops
+  finally:
+    _splash_flops = previous
+
+
 def splash_attention(q, k, v, mask=None):
   """`dot_product_attention` through the splash kernel (module docstring), in `shard_map`
   over the enclosing mesh: the batch as the rules shard it, the heads over their axis."""
   from stunet.parallel import sharding as sharding_lib  # pylint: disable=g-import-not-at-top
   interpret = target_platform() != "tpu"
+  if _splash_flops is not None:
+    groups = q.shape[0] * (q.shape[1] if q.ndim == 5 else 1)
+    n, heads, d = q.shape[-3:]
+    _splash_flops.append(4.0 * groups * heads * n * k.shape[-3] * d)
   mask = None if mask is None else mask.astype(jnp.bool_)
   mesh = sharding_lib.context_mesh()
   rules = nn.get_logical_axis_rules()

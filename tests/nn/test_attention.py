@@ -155,3 +155,15 @@ def test_auto_picks_splash_for_a_tpu_target_where_it_applies(monkeypatch):
   assert attention.resolve_implementation("auto", jnp.bfloat16, 64, 1024, 128) == "splash"
   assert attention.resolve_implementation("auto", jnp.bfloat16, 64, 64, 128) == "xla"  # 8x8 px
   assert attention.resolve_implementation("auto", jnp.bfloat16, 64, 5, 5) == "xla"  # 5 frames
+
+
+def test_splash_flops_are_tallied_at_trace_time():
+  """XLA's cost analysis cannot see into the kernel; `aot_check` adds this tally instead."""
+  q, k, v = _qkv((2, 3, 128, 2, 64), (2, 256, 2, 64))
+  with attention.count_splash_flops() as tally:
+    jax.eval_shape(lambda q, k, v: attention.dot_product_attention(q, k, v, None, "splash"),
+                   q, k, v)
+  assert tally == [4.0 * (2 * 3) * 2 * 128 * 256 * 64]  # QK^T and PV, 2 n s d each per head
+  jax.eval_shape(lambda q, k, v: attention.dot_product_attention(q, k, v, None, "splash"),
+                 q, k, v)
+  assert len(tally) == 1  # nothing is counted outside the block
