@@ -101,7 +101,20 @@ def make_mesh(mesh_config, devices: Sequence[jax.Device] | None = None) -> jax.s
     if dcn_shape and math.prod(dcn_shape) != 1:
       raise ValueError(f"mesh.dcn_shape={dcn_shape} spans {math.prod(dcn_shape)} slices, but "
                        "the devices come from one slice")
-    return jax.make_mesh(shape, axes, axis_types=axis_types, devices=devices)
+    if not mesh_config.get("allow_split_physical_axes", False):
+      try:
+        return jax.make_mesh(shape, axes, axis_types=axis_types, devices=devices)
+      except (ValueError, NotImplementedError) as e:
+        if "allow_split_physical_axes" not in str(e):
+          raise
+        raise ValueError(
+            f"mesh.shape={shape} over axes {axes} does not map onto the slice's physical "
+            "torus: each axis size must be a product of some of its dims. Choose such sizes, "
+            "or set --config.mesh.allow_split_physical_axes=True to let an axis take part of a "
+            f"physical dim (its collectives then use part of a ring). JAX: {e}") from None
+    from jax.experimental import mesh_utils  # pylint: disable=g-import-not-at-top
+    grid = mesh_utils.create_device_mesh(shape, devices, allow_split_physical_axes=True)
+    return jax.sharding.Mesh(grid, axes, axis_types=axis_types)
   from jax.experimental import mesh_utils  # pylint: disable=g-import-not-at-top
   dcn = resolve_dcn_shape(dcn_shape, shape, num_slices)
   ici = tuple(size // slices for size, slices in zip(shape, dcn))

@@ -162,6 +162,34 @@ with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
 
 
 @needs_libtpu
+def test_a_context_axis_of_two_on_a_4x4x4_torus_needs_split_physical_axes():
+  script = """
+from stunet.apps import aot
+from stunet.parallel import mesh as mesh_lib
+from stunet.train import config as train_config
+devices = aot.parse_topology("v5p-128").devices()
+c = train_config.mesh_config()
+c.axes, c.shape = ("data", "fsdp", "context", "tensor"), (1, 32, 2, 1)
+try:
+  mesh_lib.make_mesh(c, devices)
+except ValueError as e:
+  print("refused:", str(e).splitlines()[0][:400])
+c.allow_split_physical_axes = True
+print(dict(mesh_lib.make_mesh(c, devices).shape))
+"""
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env.update(JAX_PLATFORMS="cpu", ALLOW_MULTIPLE_LIBTPU_LOAD="1")
+  r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True,
+                     text=True, timeout=300)
+  assert r.returncode == 0, r.stderr[-3000:]
+  refused, shape = r.stdout.strip().splitlines()
+  assert refused.startswith("refused: mesh.shape=(1, 32, 2, 1) over axes ('data', 'fsdp', "
+                            "'context', 'tensor') does not map onto the slice's physical torus")
+  assert "--config.mesh.allow_split_physical_axes=True" in refused
+  assert shape == "{'data': 1, 'fsdp': 32, 'context': 2, 'tensor': 1}"
+
+
+@needs_libtpu
 def test_two_slices_form_a_hybrid_mesh():
   # The compile-only devices of two v5e 2x2 slices; each mesh axis spans the slices that
   # mesh.dcn_shape gives it. No compile, so it runs in a second (sub)process quickly.
