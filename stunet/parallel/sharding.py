@@ -142,7 +142,7 @@ def dim_is_sharded(shape: Sequence[int], logical: Sequence[str], dim: int) -> bo
 
 
 # Mesh axes that shard parameters (the rules map parameter names only onto these).
-PARAMETER_AXES = ("fsdp", "tensor")
+PARAMETER_AXES = ("fsdp", "context", "tensor")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -119,8 +119,13 @@ def mesh_config() -> ml_collections.ConfigDict:
   # each axis lies within a slice (ICI). () = all slices along the first axis (`data`), so
   # only the gradient reduction crosses DCN.
   c.dcn_shape = ()
-  # Logical axis -> mesh axis (or None). Parameters: FSDP over their largest axes; tensor
-  # parallelism over heads / MLP; activations over the batch.
+  # A mesh axis whose size is not a product of the slice's torus dims (a context axis of 2 on
+  # v5p-128's 4x4x4) takes part of a physical dim only when this is set.
+  c.allow_split_physical_axes = False
+  # Logical axis -> mesh axis (or None). Parameters: FSDP over their largest axes (over the
+  # context axis too, which otherwise would hold copies of them); tensor parallelism over
+  # heads / MLP; activations over the batch, and a video's frames over `context` when the
+  # mesh has that axis (frame parallelism; absent axes are ignored).
   c.rules = (
       ("activation_batch", ("data", "fsdp")),
       ("activation_frames", "context"),
@@ -130,8 +135,8 @@ def mesh_config() -> ml_collections.ConfigDict:
       ("activation_length", None),
       ("activation_embed", "tensor"),
       ("conv_in", None),
-      ("conv_out", "fsdp"),
-      ("embed", "fsdp"),
+      ("conv_out", ("fsdp", "context")),
+      ("embed", ("fsdp", "context")),
       ("mlp", "tensor"),
       ("heads", "tensor"),
       ("vocab", None),
@@ -140,7 +145,7 @@ def mesh_config() -> ml_collections.ConfigDict:
   )
   # Parameter-sharding check when a stage's state is created or restored
   # (`sharding.check_sufficiently_sharded`): one device may hold at most (1 + max_param_excess)
-  # times its share under perfect sharding over fsdp x tensor; beyond that the stage "warn"s
+  # times its share under perfect sharding over fsdp x context x tensor; beyond that the stage "warn"s
   # (logs the largest unsharded leaves), "error"s, or skips the check ("off").
   c.param_sharding_check = "warn"
   c.max_param_excess = 0.1

@@ -110,7 +110,9 @@ def test_context_sharded_train_step_equals_unsharded_and_resumes_across_sizes(tm
   jax.tree.map(np.testing.assert_array_equal, _host(one.state.params),
                _host(sharded.state.params))
   kernel = sharded.state.params["unet"]["conv_in"]["kernel"]
-  assert "context" in sharded.mesh.axis_names and sharded.mesh.shape["context"] == CONTEXT
+  assert sharded.mesh.shape["context"] == CONTEXT
+  # FSDP spreads the weights over the context axis too (it would hold copies otherwise).
+  assert kernel.sharding.spec == P(None, None, None, ("fsdp", "context"))
 
   state1, m1 = one.step(one.state, one.put(batch))
   state4, m4 = sharded.step(sharded.state, sharded.put(batch))
