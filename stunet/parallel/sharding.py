@@ -44,6 +44,17 @@ def rules_dict(rules: Rules) -> dict[str, tuple[str, ...]]:
   return out
 
 
+def rules_for_mesh(rules: Rules, mesh: jax.sharding.Mesh) -> tuple[tuple[str, Any], ...]:
+  """`rules` without the mesh axes `mesh` lacks, for code that converts names itself (Flax
+  constrains boxed parameters as it unboxes them and fails on an axis the mesh does not have,
+  e.g. the default rules' `context` on a mesh without frame parallelism)."""
+  out = []
+  for name, axes in rules_dict(rules).items():
+    kept = tuple(a for a in axes if a in mesh.axis_names)
+    out.append((name, None if not kept else kept[0] if len(kept) == 1 else kept))
+  return tuple(out)
+
+
 def mesh_spec(logical: Sequence[str | None], shape: Sequence[int], mesh: jax.sharding.Mesh,
               rules: Rules) -> P:
   """PartitionSpec of an array of `shape` whose dims carry the `logical` names."""

@@ -78,7 +78,7 @@ def create_sharded_state(boxed_init: Callable[..., TrainState], mesh: jax.shardi
   Returns:
     `(state, shardings)`: the unboxed state placed on `mesh` and its NamedSharding tree.
   """
-  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding_lib.rules_for_mesh(rules, mesh)):
     abstract = (boxed_abstract if boxed_abstract is not None
                 else jax.eval_shape(boxed_init, *args))
     shardings = state_shardings(abstract, mesh, rules)
@@ -92,7 +92,7 @@ def abstract_state(boxed_init: Callable[..., TrainState], mesh: jax.sharding.Mes
 
   `boxed_abstract` as in `create_sharded_state`.
   """
-  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding_lib.rules_for_mesh(rules, mesh)):
     abstract = (boxed_abstract if boxed_abstract is not None
                 else jax.eval_shape(boxed_init, *args))
     shardings = state_shardings(abstract, mesh, rules)
