@@ -101,9 +101,13 @@ def test_tiny_fits_v5e_2x2():
   assert _gib(out, "temporaries") > 0
   flops = float(re.search(r"flops\s+([\d.e+]+) per device", out).group(1))
   assert flops > 1e6
+  # On TPU the splash kernels run where the lengths allow; their FLOPs (invisible to XLA's
+  # cost analysis) are tallied at trace time and count towards the step time.
+  splash = re.search(r"\+ ([\d.e+]+) in splash attention kernels", out)
+  splash = float(splash.group(1)) if splash else 0.0
   peak_s, half_s = map(float, re.search(r"step time\s+([\d.e+-]+) s at peak.*, ([\d.e+-]+) s at "
                                         r"50%", out).groups())
-  assert peak_s == pytest.approx(flops / 197e12, rel=1e-3)
+  assert peak_s == pytest.approx((flops + splash) / 197e12, rel=1e-3)
   assert half_s == pytest.approx(2 * peak_s, rel=1e-3)
 
 
