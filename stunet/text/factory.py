@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 import flax.linen as nn
+import jax.numpy as jnp
 import ml_collections
 
 from stunet.text import byte_tokenizer
@@ -57,7 +58,15 @@ def _t5(config: ml_collections.ConfigDict):
     raise ValueError(f"The tokenizer at {config.t5_tokenizer or model_dir} has "
                      f"{tokenizer.vocab_size} ids but the T5 encoder at {model_dir} only "
                      f"{t5_config.vocab_size} embeddings (text.t5_tokenizer / text.t5_dir).")
-  return tokenizer, t5.T5Encoder(t5_config, name="text_encoder")
+  return tokenizer, t5_module(t5_config, config)
+
+
+def t5_module(t5_config, text_config: ml_collections.ConfigDict) -> nn.Module:
+  """The T5 encoder of `t5_config` in `text.t5_dtype` (weights and compute)."""
+  from stunet.text import t5  # pylint: disable=g-import-not-at-top
+  config_lib.validate(text_config)
+  dtype = jnp.dtype(text_config.get("t5_dtype", "float32"))
+  return t5.T5Encoder(t5_config, dtype=dtype, param_dtype=dtype, name="text_encoder")
 
 
 BUILDERS: dict[str, Callable[[ml_collections.ConfigDict],

@@ -5,6 +5,9 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import flax.linen as nn  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -76,3 +79,31 @@ def test_bytes_kind_has_no_pretrained_weights():
 def test_t5_kind_without_directory_names_the_field():
   with pytest.raises(ValueError, match="text.t5_dir"):
     make_text_encoder(t5_text_config(""))
+
+
+def test_t5_dtype_bfloat16_holds_and_computes_in_bf16(t5_dir):
+  directory, _ = t5_dir
+  full_config = t5_text_config(directory)
+  half_config = t5_text_config(directory)
+  half_config.t5_dtype = "bfloat16"
+  _, full_module = make_text_encoder(full_config)
+  tokenizer, half_module = make_text_encoder(half_config)
+  ids, mask = tokenizer(SENTENCES)
+  values = load_pretrained_text_variables(full_config)
+  full = np.asarray(full_module.apply(values, ids, mask))
+  # Placed in the module's own parameter dtype, as the train state places them.
+  abstract = jax.eval_shape(half_module.init, jax.random.key(0), ids, mask)
+  assert {x.dtype for x in jax.tree.leaves(abstract)} == {jnp.dtype(jnp.bfloat16)}
+  half_values = jax.tree.map(lambda v, a: jnp.asarray(v, a.dtype), values, nn.unbox(abstract))
+  half = half_module.apply(half_values, ids, mask)
+  assert half.dtype == jnp.bfloat16
+  mask = np.asarray(mask)
+  error = np.abs(np.asarray(half, np.float32) - full)[mask].max()
+  assert error < 0.1 * np.abs(full[mask]).max(), error
+
+
+def test_t5_dtype_rejects_other_values(t5_dir):
+  config = t5_text_config(t5_dir[0])
+  config.t5_dtype = "float16"
+  with pytest.raises(ValueError, match="text.t5_dtype"):
+    make_text_encoder(config)
