@@ -34,6 +34,7 @@ from stunet.nn import attention as attention_lib
 from stunet.parallel import hlo
 from stunet.parallel import mesh as mesh_lib
 from stunet.parallel import sharding as sharding_lib
+from stunet.text import factory as text_factory
 from stunet.text import t5 as t5_lib
 from stunet.train import build as build_lib
 from stunet.train import denoiser as denoiser_lib
@@ -147,7 +148,7 @@ def shape_only_text_encoder(text_config: ml_collections.ConfigDict,
     raise ValueError(f"text.width={text_config.width} but {t5_architecture} produces "
                      f"{t5_config.d_model}-dim embeddings (--t5_architecture)")
   return (ShapeOnlyTokenizer(text_config.max_length),
-          t5_lib.T5Encoder(t5_config, name="text_encoder"))
+          text_factory.t5_module(t5_config, text_config))
 
 
 def _torus_shape(chips: int, dims: int) -> tuple[int, ...]:
@@ -375,7 +376,7 @@ def check_sample_step(config: ml_collections.ConfigDict, topology: Topology,
   sharding = global_batch.batch_sharding(mesh, c.data.batch_axes)
   length = setup.tokenizer.max_length
   width = setup.text_width()
-  params = state.ema_params["unet"]
+  params = state.ema_weights["unet"]
   x_t = jax.ShapeDtypeStruct((b,) + setup.example_shape, jnp.float32, sharding=sharding)
   emb = jax.ShapeDtypeStruct((b, length, width), jnp.float32, sharding=sharding)
   mask = jax.ShapeDtypeStruct((b, length), jnp.bool_, sharding=sharding)

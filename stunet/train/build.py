@@ -93,7 +93,7 @@ class StageSetup:
     params = self.abstract_params
     if params is None:
       params = jax.eval_shape(self.init_params, jax.random.key(0))
-    return jax.eval_shape(lambda p: state_lib.init_state(p, self.tx), params)
+    return jax.eval_shape(lambda p: state_lib.init_state(p, self.tx, self.labels), params)
 
   def abstract_state(self, mesh: jax.sharding.Mesh) -> state_lib.TrainState:
     """The unboxed state as ShapeDtypeStructs with `mesh`'s shardings (a restore target)."""
@@ -105,7 +105,7 @@ class StageSetup:
     params = self.init_params(rng)
     if parent_params is not None:
       params = self.stage.from_parent(parent_params, params)
-    return state_lib.init_state(params, self.tx)
+    return state_lib.init_state(params, self.tx, self.labels)
 
   def create_state(self, mesh: jax.sharding.Mesh, rng: jax.Array, parent_params: Any = None
                    ) -> tuple[state_lib.TrainState, state_lib.TrainState]:
@@ -119,13 +119,29 @@ class StageSetup:
         self.boxed_init, mesh, self.rules, rng, parent_params,
         boxed_abstract=self.boxed_abstract_state if parent_params is None else None)
     if self.text_pretrained and parent_params is None:
+      # Frozen, so held in `params` only (the EMA has none of it, `state` module doc).
       pretrained = self.pretrained_text_params()
-      # Two placements: params and EMA must not share buffers (the step donates both).
       state = state.replace(
-          params={**state.params, "text": place_pretrained_text(pretrained, state.params["text"])},
-          ema_params={**state.ema_params,
-                      "text": place_pretrained_text(pretrained, state.ema_params["text"])})
+          params={**state.params, "text": place_pretrained_text(pretrained, state.params["text"])})
     return state, shardings
+
+  def saved_state(self, state: state_lib.TrainState) -> state_lib.TrainState:
+    """What a checkpoint holds of `state` (arrays or ShapeDtypeStructs): a pre-trained text
+    encoder's weights are read from `config.text` (its `t5_dir`), not saved with every
+    checkpoint, so they are `MaskedNode`s here; everything else as is."""
+    if not self.text_pretrained:
+      return state
+    masked = jax.tree.map(lambda _: optax.MaskedNode(), state.params["text"])
+    return state.replace(params={**state.params, "text": masked})
+
+  def with_pretrained_text(self, saved: state_lib.TrainState,
+                           target: state_lib.TrainState) -> state_lib.TrainState:
+    """A restored `saved_state` made whole: the pre-trained text weights placed as
+    `target.params['text']` (ShapeDtypeStructs with shardings) says."""
+    if not self.text_pretrained:
+      return saved
+    text = place_pretrained_text(self.pretrained_text_params(), target.params["text"])
+    return saved.replace(params={**saved.params, "text": text})
 
   def pretrained_text_params(self) -> Any:
     """The pre-trained text encoder's params (host arrays) for `config.text`."""

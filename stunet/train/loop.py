@@ -45,6 +45,7 @@ from stunet.train import preflight
 from stunet.train import restore as restore_lib
 from stunet.train import samples as samples_lib
 from stunet.train import stages as stages_lib
+from stunet.train import state as state_lib
 from stunet.train import step as step_lib
 
 
@@ -329,9 +330,8 @@ def run_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage, workdi
                                   allow_config_change)
     if changed:
       logging.warning("resuming %s with changed fields (allowed): %s", stage.name, changed)
-    target = setup.abstract_state(mesh)
-    state = ckpt.restore(latest, target, data_iter)
-    shardings = jax.tree.map(lambda x: x.sharding, target)
+    state = restore_lib.restore_state(ckpt, latest, setup, mesh, data_iter, meta=saved)
+    shardings = jax.tree.map(lambda x: x.sharding, setup.abstract_state(mesh))
     logging.info("stage %s: resumed from step %d", stage.name, latest)
   else:
     parent = load_parent_params(config, stage, workdir, mesh) if stage.parent else None
@@ -345,7 +345,8 @@ def run_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage, workdi
       f.write(c.to_json_best_effort(indent=2, sort_keys=True) + "\n")
 
   def meta(step):
-    return {"step": int(step), "stage": stage.name, "compared_fields": compared,
+    return {"step": int(step), "stage": stage.name, "state_format": state_lib.STATE_FORMAT,
+            "compared_fields": compared,
             "config_fingerprint": compat.fingerprint(compared)}
 
   # A conditioned stage's samples need conditioning inputs the loop does not have: sample
@@ -357,7 +358,7 @@ def run_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage, workdi
     if sampler is None:
       return
     prompts = [c.sample.prompts[i % len(c.sample.prompts)] for i in range(c.log.num_samples)]
-    pixels = sampler(state.ema_params, prompts, jax.random.key(c.sample.seed))
+    pixels = sampler(state.ema_weights, prompts, jax.random.key(c.sample.seed))
     if is_main:
       samples_lib.write_samples(os.path.join(stage_dir, "samples", str(step)), pixels, prompts,
                                 c.sample.fps)
@@ -394,7 +395,7 @@ def run_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage, workdi
       if save or step % c.log.every_steps == 0:
         flush()  # raises NonFiniteLossError before a bad state is saved
       if save:
-        ckpt.save(step, state, data_iter, meta(step))
+        ckpt.save(step, setup.saved_state(state), data_iter, meta(step))
         last_saved = step
       if c.log.sample_every_steps and step % c.log.sample_every_steps == 0:
         write_samples(step, state)

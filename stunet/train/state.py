@@ -1,6 +1,10 @@
 """The train state pytree and its creation directly in its sharded layout (STYLE: Training step).
 
-`TrainState` is `{step, params, opt_state, ema_params}`. `create_sharded_state` traces the
+`TrainState` is `{step, params, opt_state, ema_params}`. Frozen leaves (the T2I weights in the
+video stage, a pre-trained text encoder everywhere) are held once, in `params`: their optimiser
+state and their EMA are `optax.MaskedNode()` (empty), so neither device memory nor checkpoints
+hold a second copy. `TrainState.ema_weights` is the full tree that sampling and the next stage
+use: the EMA of the trainable leaves and the frozen leaves' weights (which equal their EMA). `create_sharded_state` traces the
 initialiser with `jax.eval_shape`, turns the logical axis names of the (boxed) parameters into
 `NamedSharding`s through `config.mesh.rules`, and runs the initialiser under `jax.jit` with
 those `out_shardings`: no device ever holds a full replica of an FSDP-sharded state, and the
@@ -15,9 +19,16 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import optax
 
 from stunet.parallel import sharding as sharding_lib
 from stunet.train import optimizer as optimizer_lib
+
+
+# The layout of `TrainState` in checkpoints (their meta's 'state_format'): 2 = frozen leaves
+# have no EMA (`MaskedNode`) and a pre-trained text encoder is not saved (it is read from its
+# files, `StageSetup.saved_state`); 1 (no field) = every leaf saved in params and in the EMA.
+STATE_FORMAT = 2
 
 
 @flax.struct.dataclass
@@ -25,7 +36,33 @@ class TrainState:
   step: jax.Array  # int32 scalar: number of updates applied
   params: Any  # {'unet': ..., 'text': ...}
   opt_state: Any
-  ema_params: Any
+  ema_params: Any  # params-shaped; frozen leaves are `optax.MaskedNode()`
+
+  @property
+  def ema_weights(self) -> Any:
+    """The EMA weights of every leaf: `ema_params`, with the frozen leaves taken from `params`
+    (a frozen leaf's EMA would equal it)."""
+    return merge_frozen(self.ema_params, self.params)
+
+
+def _is_masked(x) -> bool:
+  return isinstance(x, optax.MaskedNode)
+
+
+def merge_frozen(ema: Any, params: Any) -> Any:
+  """`ema` with each `MaskedNode` leaf replaced by the same leaf of `params`."""
+  return jax.tree.map(lambda e, p: p if _is_masked(e) else e, ema, params, is_leaf=_is_masked)
+
+
+def mask_like(tree: Any, reference: Any) -> Any:
+  """`tree` with `MaskedNode()` wherever `reference` (same structure otherwise) has one."""
+  return jax.tree.map(lambda r, x: r if _is_masked(r) else x, reference, tree, is_leaf=_is_masked)
+
+
+def mask_frozen(tree: Any, labels: Any) -> Any:
+  """`tree` (params-shaped, boxed or plain) with `MaskedNode()` at the FROZEN leaves."""
+  return jax.tree.map(lambda l, x: optax.MaskedNode() if l == optimizer_lib.FROZEN else x,
+                      labels, tree)
 
 
 def ema_decay_at(decay: float, step: jax.Array, warmup: bool = True) -> jax.Array | float:
@@ -42,22 +79,21 @@ def ema_decay_at(decay: float, step: jax.Array, warmup: bool = True) -> jax.Arra
 
 
 def ema_update(ema: Any, params: Any, decay: float | jax.Array, labels: Any) -> Any:
-  """`decay * ema + (1 - decay) * params` on trainable leaves; frozen leaves keep `ema` as is.
-
-  Frozen leaves equal their parameters already, and skipping them keeps them bitwise equal
-  (the formula can round in the last bit). `decay` may be traced (`ema_decay_at`).
+  """`decay * ema + (1 - decay) * params` on trainable leaves; frozen leaves have no EMA
+  (`MaskedNode`, see module doc) and stay so. `decay` may be traced (`ema_decay_at`).
   """
   def one(label, e, p):
     if label == optimizer_lib.FROZEN:
-      return e
+      return e  # MaskedNode
     return (decay * e.astype(jnp.float32) + (1.0 - decay) * p.astype(jnp.float32)).astype(e.dtype)
   return jax.tree.map(one, labels, ema, params)
 
 
-def init_state(params: Any, tx) -> TrainState:
-  """Fresh state from (boxed or plain) `params`: step 0, optimiser state, EMA = params."""
+def init_state(params: Any, tx, labels: Any) -> TrainState:
+  """Fresh state from (boxed or plain) `params`: step 0, optimiser state, and EMA = params on
+  the TRAIN leaves of `labels` (the frozen ones hold none)."""
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                    ema_params=params)
+                    ema_params=mask_frozen(params, labels))
 
 
 def state_shardings(boxed_abstract_state: TrainState, mesh: jax.sharding.Mesh,

@@ -33,9 +33,12 @@ from stunet.nn.t2i_unet import T2IUNet  # noqa: E402
 from stunet.parallel import mesh as mesh_lib  # noqa: E402
 from stunet.text.factory import load_pretrained_text_variables  # noqa: E402
 from stunet.train import build as build_lib  # noqa: E402
+from stunet.train import checkpoint as checkpoint_lib  # noqa: E402
 from stunet.train import loop  # noqa: E402
 from stunet.train import optimizer  # noqa: E402
+from stunet.train import restore as restore_lib  # noqa: E402
 from stunet.train import stages as stages_lib  # noqa: E402
+from stunet.train import state as state_lib  # noqa: E402
 from stunet.train import step as step_lib  # noqa: E402
 
 from tests.train.conftest import fixed_batch  # noqa: E402
@@ -135,7 +138,7 @@ def test_video_stage_starts_from_imported_unet_and_t5(t5_dir, imported, data_dir
   # Every imported tensor sits, unchanged, at its position in the STUNet; nothing else is
   # spatial.
   _assert_bitwise(flax.traverse_util.unflatten_dict(spatial), imported_params)
-  _assert_bitwise(result.state.ema_params["text"],
+  _assert_bitwise(result.state.ema_weights["text"],
                   load_pretrained_text_variables(config.text)["params"])
   _assert_bitwise(result.state.params["text"],
                   load_pretrained_text_variables(config.text)["params"])
@@ -198,7 +201,8 @@ def test_t2i_step_leaves_the_pretrained_t5_unchanged(t5_dir):
   state, shardings = setup.create_state(mesh, jax.random.key(0))
   pretrained = load_pretrained_text_variables(config.text)["params"]
   _assert_bitwise(state.params["text"], pretrained)
-  _assert_bitwise(state.ema_params["text"], pretrained)
+  _assert_bitwise(state.ema_weights["text"], pretrained)
+  assert not jax.tree.leaves(state.ema_params["text"])  # held once, in params
   # Frozen text: Adam holds two moments per trainable leaf, and those are U-Net leaves only.
   n_train = sum(l == optimizer.TRAIN for l in jax.tree.leaves(setup.labels))
   assert len([x for x in jax.tree.leaves(state.opt_state) if np.ndim(x) > 0]) == 2 * n_train
@@ -213,9 +217,34 @@ def test_t2i_step_leaves_the_pretrained_t5_unchanged(t5_dir):
   state, metrics = train_step(state, batch)
   assert np.isfinite(float(metrics["loss"]))
   _assert_bitwise(state.params["text"], pretrained)
-  _assert_bitwise(state.ema_params["text"], pretrained)
+  _assert_bitwise(state.ema_weights["text"], pretrained)
   after_unet = _flat(state.params["unet"])
   assert any(not np.array_equal(before_unet[k], after_unet[k]) for k in before_unet)
+
+
+def test_checkpoints_leave_out_the_pretrained_t5_and_restore_it_from_its_files(t5_dir,
+                                                                               tmp_path):
+  """The frozen T5 is neither in the EMA nor in checkpoints: a restore reads it from
+  `text.t5_dir` and the state comes back bitwise."""
+  config = t5_config(t5_dir)
+  setup = build_lib.build_stage(config, stages_lib.get_stage("t2i"))
+  mesh = mesh_lib.make_mesh(config.mesh, jax.devices()[:1])
+  state, _ = setup.create_state(mesh, jax.random.key(0))
+  ckpt = checkpoint_lib.Checkpointer(str(tmp_path / "ckpt"), config.ckpt)
+  ckpt.save(1, setup.saved_state(state), None,
+            {"step": 1, "state_format": state_lib.STATE_FORMAT})
+  ckpt.wait()
+  saved = ckpt._manager.item_metadata(1)["state"]  # pylint: disable=protected-access
+  assert not jax.tree.leaves(saved["params"]["text"]) and not jax.tree.leaves(
+      saved["ema_params"]["text"])
+  n_text = len(jax.tree.leaves(state.params["text"]))
+  assert len(jax.tree.leaves(saved)) == len(jax.tree.leaves(state)) - n_text > 0
+  restored = restore_lib.restore_state(ckpt, 1, setup, mesh)
+  ckpt.close()
+  assert jax.tree.structure(restored) == jax.tree.structure(state)
+  for a, b in zip(jax.tree.leaves(jax.device_get(restored)),
+                  jax.tree.leaves(jax.device_get(state))):
+    assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
 
 def test_spatial_differences_ignore_temporal_and_compute_only_fields(imported):

@@ -7,8 +7,10 @@ import pytest
 from stunet.parallel import mesh as mesh_lib
 from stunet.train import build as build_lib
 from stunet.train import checkpoint as checkpoint_lib
+from stunet.train import optimizer as optimizer_lib
 from stunet.train import restore
 from stunet.train import stages as stages_lib
+from stunet.train import state as state_lib
 from tests.train.conftest import tiny_config
 
 
@@ -67,3 +69,67 @@ def test_errors_name_what_is_missing(saved, tmp_path):
                            missing=lambda: RuntimeError("train it first"))
   with pytest.raises(ValueError, match="which must be one of"):
     restore.restore_params(directory, setup, mesh, which="best")
+
+
+@pytest.fixture(scope="module")
+def video_state():
+  """(setup, mesh, state) of a fresh video stage: spatial and text leaves frozen."""
+  config = tiny_config(two_levels=True)
+  config.mesh.shape = (1, 1, 1)
+  mesh = mesh_lib.make_mesh(config.mesh, jax.devices()[:1])
+  setup = build_lib.build_stage(config, stages_lib.get_stage("video"))
+  state, _ = setup.create_state(mesh, jax.random.key(0))
+  state = state.replace(ema_params=jax.tree.map(lambda x: x + 1, state.ema_params))
+  return setup, mesh, state
+
+
+def test_frozen_leaves_are_held_once_and_the_ema_weights_merge_them(video_state):
+  setup, _, state = video_state
+  labels = jax.tree.leaves(setup.labels)
+  n_train = sum(l == optimizer_lib.TRAIN for l in labels)
+  assert 0 < n_train < len(labels)
+  assert len(jax.tree.leaves(state.ema_params)) == n_train
+  assert len(jax.tree.leaves(state.opt_state)) < 2 * len(labels)
+  for label, p, e in zip(labels, jax.tree.leaves(state.params),
+                         jax.tree.leaves(state.ema_weights)):
+    np.testing.assert_array_equal(e, p if label == optimizer_lib.FROZEN else p + 1)
+
+
+def _legacy_save(directory, config_ckpt, state, meta):
+  """Saves `state` as checkpoints written before frozen leaves left the EMA (a full EMA,
+  no 'state_format' in the meta)."""
+  legacy = state.replace(ema_params=state.ema_weights)
+  ckpt = checkpoint_lib.Checkpointer(directory, config_ckpt)
+  ckpt.save(2, legacy, None, meta=meta)
+  ckpt.close()
+
+
+def test_a_checkpoint_with_a_full_ema_restores_into_the_lean_state(video_state, tmp_path):
+  setup, mesh, state = video_state
+  directory = str(tmp_path / "legacy")
+  _legacy_save(directory, setup.config.ckpt, state, {"step": 2, "compared_fields": {}})
+  ckpt = checkpoint_lib.Checkpointer(directory, setup.config.ckpt, read_only=True)
+  restored = restore.restore_state(ckpt, 2, setup, mesh)
+  ckpt.close()
+  assert jax.tree.structure(restored) == jax.tree.structure(state)
+  assert _equal(restored, state)
+  params, _ = restore.restore_params(directory, setup, mesh)
+  assert _equal(params, state.ema_weights)
+
+
+def test_a_lean_checkpoint_is_marked_and_restores_bitwise(video_state, tmp_path):
+  setup, mesh, state = video_state
+  directory = str(tmp_path / "lean")
+  ckpt = checkpoint_lib.Checkpointer(directory, setup.config.ckpt)
+  ckpt.save(2, state, None, meta={"step": 2, "state_format": state_lib.STATE_FORMAT})
+  ckpt.close()
+  ckpt = checkpoint_lib.Checkpointer(directory, setup.config.ckpt, read_only=True)
+  restored = restore.restore_state(ckpt, 2, setup, mesh)
+  ckpt.close()
+  assert jax.tree.structure(restored) == jax.tree.structure(state)
+  assert _equal(restored, state)
+  # Without the marker the lean layout is not mistaken for a legacy one silently.
+  ckpt = checkpoint_lib.Checkpointer(directory, setup.config.ckpt, read_only=True)
+  with pytest.raises(ValueError, match=r"step 2 .* state_format=1"):
+    restore.restore_state(ckpt, 2, setup, mesh, meta={"step": 2})
+  ckpt.close()

@@ -169,8 +169,10 @@ def test_video_stage_freezes_spatial_and_text_and_ema_follows_formula():
     state, _ = run.step(state, batch)
     now = _host(state)
     decay = np.float32(min(config.optim.ema_decay, (1 + n) / (10 + n)))  # warm-up
-    for label, e0, p1, e1 in zip(jax.tree.leaves(labels), jax.tree.leaves(prev.ema_params),
-                                 jax.tree.leaves(now.params), jax.tree.leaves(now.ema_params)):
+    # The EMA holds the trainable leaves only; the frozen ones are read from params.
+    assert len(jax.tree.leaves(now.ema_params)) == n_train
+    for label, e0, p1, e1 in zip(jax.tree.leaves(labels), jax.tree.leaves(prev.ema_weights),
+                                 jax.tree.leaves(now.params), jax.tree.leaves(now.ema_weights)):
       if label == optimizer.TRAIN:
         np.testing.assert_allclose(e1, decay * e0 + (1 - decay) * p1, rtol=1e-6, atol=1e-7)
       else:
@@ -213,8 +215,8 @@ def test_video_stage_trainable_groups_and_frozen_leaves_bitwise(trainable, group
   text_pathway = 0
   for (path, label), a, b, e0, e1 in zip(flat_labels, jax.tree.leaves(start.params),
                                          jax.tree.leaves(now.params),
-                                         jax.tree.leaves(start.ema_params),
-                                         jax.tree.leaves(now.ema_params)):
+                                         jax.tree.leaves(start.ema_weights),
+                                         jax.tree.leaves(now.ema_weights)):
     group = _group(path)
     assert (label == optimizer.TRAIN) == (group in groups), (path, label)
     if label == optimizer.FROZEN:

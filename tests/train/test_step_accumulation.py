@@ -130,7 +130,7 @@ def test_update_is_that_of_the_mean_microbatch_gradient(one_device, batch):
 
 def test_video_stage_accumulation_keeps_frozen_leaves_bitwise(one_device):
   config = _config()
-  run = Run(config, "video", jax.devices()[:1], parent=one_device.state.ema_params)
+  run = Run(config, "video", jax.devices()[:1], parent=one_device.state.ema_weights)
   batch = run.put(fixed_batch(run.setup.tokenizer, "video", run.setup.example_shape))
   start = _host(run.state)
   state, metrics = run.step(run.state, batch)
@@ -139,8 +139,8 @@ def test_video_stage_accumulation_keeps_frozen_leaves_bitwise(one_device):
   moved = 0
   for label, a, b, e0, e1 in zip(jax.tree.leaves(run.setup.labels),
                                  jax.tree.leaves(start.params), jax.tree.leaves(now.params),
-                                 jax.tree.leaves(start.ema_params),
-                                 jax.tree.leaves(now.ema_params)):
+                                 jax.tree.leaves(start.ema_weights),
+                                 jax.tree.leaves(now.ema_weights)):
     if label == optimizer.FROZEN:
       assert a.tobytes() == b.tobytes() and e0.tobytes() == e1.tobytes()
     else:
