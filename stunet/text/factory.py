@@ -49,7 +49,6 @@ def _t5(config: ml_collections.ConfigDict):
   # Imported here: sentencepiece is an optional dependency needed only for this kind.
   from stunet.convert import t5 as t5_convert  # pylint: disable=g-import-not-at-top
   from stunet.text import sentencepiece_tokenizer  # pylint: disable=g-import-not-at-top
-  from stunet.text import t5  # pylint: disable=g-import-not-at-top
   model_dir = _t5_dir(config)
   t5_config = t5_convert.read_t5_config(model_dir)
   tokenizer = sentencepiece_tokenizer.SentencePieceTokenizer(

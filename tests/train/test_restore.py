@@ -14,6 +14,21 @@ from stunet.train import state as state_lib
 from tests.train.conftest import tiny_config
 
 
+def _distinct_state(setup, mesh):
+  """A state in `setup`'s layout whose leaves all differ, EMA = params + 1 (no init compiled:
+  restores only move values)."""
+  target = setup.abstract_state(mesh)
+  counter = iter(range(1, 10**6))
+
+  def fill(x):
+    n = next(counter)
+    values = (np.arange(np.prod(x.shape), dtype=np.float64) % 97 + n / 7).reshape(x.shape)
+    return jax.device_put(values.astype(x.dtype), x.sharding)
+  state = jax.tree.map(fill, target)
+  return state.replace(ema_params=state_lib.mask_like(
+      jax.tree.map(lambda x: x + 1, state.params), state.ema_params))
+
+
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
   """(directory, setup, mesh, state) of a fresh t2i state saved at steps 3 and 5."""
@@ -21,8 +36,7 @@ def saved(tmp_path_factory):
   config.mesh.shape = (1, 1, 1)
   mesh = mesh_lib.make_mesh(config.mesh, jax.devices()[:1])
   setup = build_lib.build_stage(config, stages_lib.get_stage("t2i"))
-  state, _ = setup.create_state(mesh, jax.random.key(0))
-  state = state.replace(ema_params=jax.tree.map(lambda x: x + 1, state.ema_params))
+  state = _distinct_state(setup, mesh)
   directory = str(tmp_path_factory.mktemp("ckpt"))
   ckpt = checkpoint_lib.Checkpointer(directory, config.ckpt)
   for step in (3, 5):
@@ -78,9 +92,7 @@ def video_state():
   config.mesh.shape = (1, 1, 1)
   mesh = mesh_lib.make_mesh(config.mesh, jax.devices()[:1])
   setup = build_lib.build_stage(config, stages_lib.get_stage("video"))
-  state, _ = setup.create_state(mesh, jax.random.key(0))
-  state = state.replace(ema_params=jax.tree.map(lambda x: x + 1, state.ema_params))
-  return setup, mesh, state
+  return setup, mesh, _distinct_state(setup, mesh)
 
 
 def test_frozen_leaves_are_held_once_and_the_ema_weights_merge_them(video_state):
