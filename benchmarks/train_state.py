@@ -14,6 +14,7 @@ encoder).
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 
@@ -32,29 +33,10 @@ flags.mark_flags_as_required(["config"])
 MIB = 2**20
 
 
-def _per_chip(tree) -> int:
-  """Bytes of one device's shards of the ShapeDtypeStructs in `tree` (the largest device)."""
+def _total(tree) -> int:
+  """Bytes of every array in `tree`, over all devices' shards without copies."""
   import jax  # pylint: disable=g-import-not-at-top
-  totals: dict = {}
-  for leaf in jax.tree.leaves(tree):
-    shard = leaf.sharding.shard_shape(leaf.shape)
-    n = leaf.dtype.itemsize
-    for d in shard:
-      n *= d
-    for device in leaf.sharding.device_set:
-      totals[device] = totals.get(device, 0) + n
-  return max(totals.values(), default=0)
-
-
-def _global(tree) -> int:
-  import jax  # pylint: disable=g-import-not-at-top
-  total = 0
-  for leaf in jax.tree.leaves(tree):
-    n = leaf.dtype.itemsize
-    for d in leaf.shape:
-      n *= d
-    total += n
-  return total
+  return sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
 
 def measure(config, topology_name: str, stage: str, t5_architecture: str) -> list[tuple]:
@@ -63,13 +45,12 @@ def measure(config, topology_name: str, stage: str, t5_architecture: str) -> lis
   from stunet.apps import aot  # pylint: disable=g-import-not-at-top
   from stunet.train import optimizer as optimizer_lib  # pylint: disable=g-import-not-at-top
   topology = aot.parse_topology(topology_name)
-  setup, _, _, state = aot._setup(config, topology, stage, t5_architecture)  # pylint: disable=protected-access
+  setup, _, _, state = aot.abstract_setup(config, topology, stage, t5_architecture)
   labels = setup.labels
 
   def part(labels, tree, label):
     return jax.tree.map(lambda l, x: x if l == label else None, labels, tree)
   frozen = optimizer_lib.FROZEN
-  saved = setup.saved_state(state)
   rows = [
       ("params: trainable", part(labels, state.params, optimizer_lib.TRAIN)),
       ("params: frozen U-Net", part(labels["unet"], state.params["unet"], frozen)),
@@ -77,10 +58,9 @@ def measure(config, topology_name: str, stage: str, t5_architecture: str) -> lis
       ("optimiser moments", state.opt_state),
       ("EMA", state.ema_params),
       ("train state", state),
+      ("checkpoint (written)", setup.saved_state(state)),
   ]
-  out = [(name, _per_chip(tree), _global(tree)) for name, tree in rows]
-  out.append(("checkpoint (written)", _per_chip(saved), _global(saved)))
-  return out
+  return [(name, aot.shard_bytes(tree), _total(tree)) for name, tree in rows]
 
 
 def main(argv):

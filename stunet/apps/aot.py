@@ -34,6 +34,7 @@ from stunet.nn import attention as attention_lib
 from stunet.parallel import hlo
 from stunet.parallel import mesh as mesh_lib
 from stunet.parallel import sharding as sharding_lib
+from stunet.text import config as text_config_lib
 from stunet.text import factory as text_factory
 from stunet.text import t5 as t5_lib
 from stunet.train import build as build_lib
@@ -147,6 +148,7 @@ def shape_only_text_encoder(text_config: ml_collections.ConfigDict,
   if text_config.width != t5_config.d_model:
     raise ValueError(f"text.width={text_config.width} but {t5_architecture} produces "
                      f"{t5_config.d_model}-dim embeddings (--t5_architecture)")
+  text_config_lib.validate(text_config)  # as `make_text_encoder` does for real encoders
   return (ShapeOnlyTokenizer(text_config.max_length),
           text_factory.t5_module(t5_config, text_config))
 
@@ -251,7 +253,8 @@ class FitReport:
     return self.step_seconds() / t if t else 0.0
 
 
-def _shard_bytes(tree: Any) -> int:
+def shard_bytes(tree: Any) -> int:
+  """Bytes one device holds of the (sharded) arrays or ShapeDtypeStructs in `tree`."""
   total = 0
   for leaf in jax.tree.leaves(tree):
     shape = leaf.sharding.shard_shape(leaf.shape) if leaf.sharding is not None else leaf.shape
@@ -292,8 +295,10 @@ def _oom_bytes(message: str) -> tuple[int, int]:
           _parse_size(over.group(1)) if over else 0)
 
 
-def _setup(config: ml_collections.ConfigDict, topology: Topology, stage: str,
-           t5_architecture: str):
+def abstract_setup(config: ml_collections.ConfigDict, topology: Topology, stage: str,
+                   t5_architecture: str):
+  """`(setup, mesh, rules, state)` of `stage` on `topology`'s compile-only devices: the state
+  as ShapeDtypeStructs with the mesh's shardings (nothing is initialised or compiled)."""
   setup = build_lib.build_stage(config, stages_lib.get_stage(stage),
                                 text_encoder=shape_only_text_encoder(config.text, t5_architecture))
   mesh = mesh_lib.make_mesh(setup.config.mesh, topology.devices())
@@ -337,7 +342,7 @@ def check_train_step(config: ml_collections.ConfigDict, topology: Topology,
 
   `t5_architecture` names the frozen T5 encoder built when `text.kind='t5'` has no `t5_dir`.
   """
-  setup, mesh, _, state = _setup(config, topology, stage, t5_architecture)
+  setup, mesh, _, state = abstract_setup(config, topology, stage, t5_architecture)
   c = setup.config
   batch = abstract_batch(setup, mesh)
   shardings = jax.tree.map(lambda x: x.sharding, state)
@@ -346,8 +351,8 @@ def check_train_step(config: ml_collections.ConfigDict, topology: Topology,
   report = FitReport(
       topology=topology, mesh_shape=dict(mesh.shape), global_batch_size=c.data.global_batch_size,
       stage_modality=setup.stage.modality,
-      param_bytes=_shard_bytes(state.params), opt_bytes=_shard_bytes(state.opt_state),
-      ema_bytes=_shard_bytes(state.ema_params), argument_bytes=0, output_bytes=0, alias_bytes=0,
+      param_bytes=shard_bytes(state.params), opt_bytes=shard_bytes(state.opt_state),
+      ema_bytes=shard_bytes(state.ema_params), argument_bytes=0, output_bytes=0, alias_bytes=0,
       temp_bytes=0, peak_bytes=0, flops=0.0, compile_seconds=0.0,
       grad_accum_steps=int(c.optim.get("grad_accum_steps", 1)))
   return _compile_and_measure(step.jitted, (state, batch), mesh, report)
@@ -366,7 +371,7 @@ def check_sample_step(config: ml_collections.ConfigDict, topology: Topology,
   from stunet.diffusion import guidance as guidance_lib  # pylint: disable=g-import-not-at-top
   from stunet.diffusion import samplers  # pylint: disable=g-import-not-at-top
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  setup, mesh, rules, state = _setup(config, topology, stage, t5_architecture)
+  setup, mesh, rules, state = abstract_setup(config, topology, stage, t5_architecture)
   c = setup.config
   dp = global_batch.data_parallel_size(mesh, c.data.batch_axes)
   b = batch_size or dp
@@ -396,7 +401,7 @@ def check_sample_step(config: ml_collections.ConfigDict, topology: Topology,
   report = FitReport(
       topology=topology, mesh_shape=dict(mesh.shape), global_batch_size=b,
       stage_modality=setup.stage.modality,
-      param_bytes=_shard_bytes(params), opt_bytes=0, ema_bytes=0, argument_bytes=0,
+      param_bytes=shard_bytes(params), opt_bytes=0, ema_bytes=0, argument_bytes=0,
       output_bytes=0, alias_bytes=0, temp_bytes=0, peak_bytes=0, flops=0.0,
       compile_seconds=0.0, what="sample", sample_steps=int(c.diffusion.sample_steps))
   key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=sharding_lib.replicated(mesh))

@@ -63,7 +63,6 @@ def _t5(config: ml_collections.ConfigDict):
 def t5_module(t5_config, text_config: ml_collections.ConfigDict) -> nn.Module:
   """The T5 encoder of `t5_config` in `text.t5_dtype` (weights and compute)."""
   from stunet.text import t5  # pylint: disable=g-import-not-at-top
-  config_lib.validate(text_config)
   dtype = jnp.dtype(text_config.get("t5_dtype", "float32"))
   return t5.T5Encoder(t5_config, dtype=dtype, param_dtype=dtype, name="text_encoder")
 

@@ -331,7 +331,7 @@ def run_stage(config: ml_collections.ConfigDict, stage: stages_lib.Stage, workdi
     if changed:
       logging.warning("resuming %s with changed fields (allowed): %s", stage.name, changed)
     state = restore_lib.restore_state(ckpt, latest, setup, mesh, data_iter, meta=saved)
-    shardings = jax.tree.map(lambda x: x.sharding, setup.abstract_state(mesh))
+    shardings = jax.tree.map(lambda x: x.sharding, state)  # the restore target's
     logging.info("stage %s: resumed from step %d", stage.name, latest)
   else:
     parent = load_parent_params(config, stage, workdir, mesh) if stage.parent else None

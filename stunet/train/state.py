@@ -4,10 +4,11 @@
 video stage, a pre-trained text encoder everywhere) are held once, in `params`: their optimiser
 state and their EMA are `optax.MaskedNode()` (empty), so neither device memory nor checkpoints
 hold a second copy. `TrainState.ema_weights` is the full tree that sampling and the next stage
-use: the EMA of the trainable leaves and the frozen leaves' weights (which equal their EMA). `create_sharded_state` traces the
-initialiser with `jax.eval_shape`, turns the logical axis names of the (boxed) parameters into
-`NamedSharding`s through `config.mesh.rules`, and runs the initialiser under `jax.jit` with
-those `out_shardings`: no device ever holds a full replica of an FSDP-sharded state, and the
+use: the EMA of the trainable leaves and the frozen leaves' weights (which equal their EMA).
+
+`create_sharded_state` traces the initialiser with `jax.eval_shape`, turns the logical axis
+names of the (boxed) parameters into `NamedSharding`s through `config.mesh.rules`, and runs the
+initialiser under `jax.jit` with those `out_shardings`: no device ever holds a full replica of an FSDP-sharded state, and the
 state's shardings are the ones donation and checkpoint restore expect.
 """
 
