@@ -1,9 +1,12 @@
-"""Test session setup: 8 simulated CPU devices, a shared compilation cache, parsed absl flags.
+"""Test session setup: 8 simulated CPU devices, a shared compilation cache, parsed absl flags,
+and a garbage collector tuned for tracing (`pytest_configure`).
 
-Both must happen before JAX or grain initialise, which is why they run at import time here.
+The device count and the cache must be set before JAX or grain initialise, which is why they
+are set at import time here.
 """
 
 import atexit
+import gc
 import os
 import shutil
 import tempfile
@@ -34,3 +37,18 @@ jax.config.update("jax_num_cpu_devices", 8)
 # grain and some absl-based code read flags; outside absl.app.run they must be marked parsed.
 if not flags.FLAGS.is_parsed():
   flags.FLAGS.mark_as_parsed()
+
+
+def pytest_configure(config):
+  """Python's cyclic garbage collector, tuned for a process that traces models all day.
+
+  Tracing allocates millions of short-lived objects, and with the default thresholds the
+  collector ran ~5000 times in tests/nn/test_stunet.py, 4% of its time, mostly re-scanning the
+  modules imported at start-up (jax, flax, torch). Those are frozen out of its scans, and the
+  young generation is collected every 50,000 allocations instead of 700: 1.5 s instead of
+  8.7 s of collection in that file, nothing the tests can observe.
+  """
+  del config
+  gc.collect()
+  gc.freeze()
+  gc.set_threshold(50_000, 20, 100)
