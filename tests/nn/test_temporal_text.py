@@ -92,7 +92,13 @@ def unit_factor_setup():
   none_model = STUNet(tiny_unet_config(**overrides))
   trained = _flat(randomize(_abstract(none_model, inputs), seed=2))
   trained_out = _apply(none_model)(_unflat(trained), *inputs)
-  return overrides, inputs, t2i_params, ref.reshape(x.shape), trained, trained_out
+  # Real initial values of every option's modules from one compiled init: the model with both
+  # pathways holds each option's modules, and flax derives a module's initial values from its
+  # path alone, so an option's own init equals this one restricted to its tree (checked on
+  # one block in `test_block_level_identity_at_init`).
+  both = STUNet(tiny_unet_config(temporal_text="film+cross_attention", **overrides))
+  fresh = _flat(jax.jit(both.init)(jax.random.key(1), *inputs)["params"])
+  return overrides, inputs, t2i_params, ref.reshape(x.shape), trained, trained_out, fresh
 
 
 @pytest.mark.parametrize("option", OPTIONS)
@@ -100,10 +106,13 @@ def test_identity_at_init(unit_factor_setup, option):
   """SPEC §2: every option is still the T2I model per frame right after inflation, and with
   trained (random) temporal layers and the new weights as initialised the output is bitwise
   the `none` model's (switching the option on keeps a trained video model exact)."""
-  overrides, inputs, t2i_params, ref, trained, trained_out = unit_factor_setup
+  overrides, inputs, t2i_params, ref, trained, trained_out, both = unit_factor_setup
   model = STUNet(tiny_unet_config(temporal_text=option, **overrides))
   apply = _apply(model)
-  fresh = jax.jit(model.init)(jax.random.key(1), *inputs)["params"]
+  abstract = _flat(_abstract(model, inputs))
+  assert set(abstract) <= set(both)
+  fresh = _unflat({k: both[k] for k in abstract})
+  jax.tree.map(lambda a, b: np.testing.assert_equal(a.shape, b.shape), _unflat(abstract), fresh)
   out = apply(inflate(t2i_params, fresh), *inputs)
   assert float(jnp.abs(ref).max()) > 1e-2
   np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-5, rtol=0)
@@ -164,6 +173,13 @@ def test_block_level_identity_at_init(option):
     m = temporal.TemporalAttentionBlock(num_heads=2, cross_attention=True)
     variables = m.init(jax.random.key(3), x, text, mask)
     np.testing.assert_array_equal(np.asarray(m.apply(variables, x, text, mask)), np.asarray(x))
+    # Adding the cross-attention leaves the other modules' initial values as they were (what
+    # `unit_factor_setup`'s one init for every option relies on).
+    plain = _flat(temporal.TemporalAttentionBlock(num_heads=2).init(jax.random.key(3), x))
+    added = _flat(variables)
+    assert set(plain) < set(added)
+    for k, v in plain.items():
+      np.testing.assert_array_equal(np.asarray(v), np.asarray(added[k]), err_msg=k)
 
 
 def test_bad_option_names_the_field():
