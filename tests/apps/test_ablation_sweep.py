@@ -14,6 +14,7 @@ from stunet.eval import ablation
 from stunet.eval import ablation_report
 from stunet.parallel import mesh as mesh_lib
 from tests.train.conftest import MODEL_OVERRIDES
+from tests.train.conftest import data_dir  # noqa: F401  (session fixture: shapes_video/tiny)
 
 VARIANTS = ("stunet", "no_temporal_downsampling")
 
@@ -165,14 +166,14 @@ def test_keyframes_tsr_bad_interval_gives_a_reason_or_fails_early(tmp_path):
 
 
 @pytest.mark.slow
-def test_training_mode_evaluates_each_variant_once(tmp_path):
+def test_training_mode_evaluates_each_variant_once(tmp_path, data_dir):  # noqa: F811
   """STUNet and the keyframes + TSR cascade at the same 2-step budget, evaluated, resumed."""
   from stunet.eval import run_evaluation
   sweep = _sweep()
   sweep.variants = tuple(v for v in ablation_config.variants(sweep.base)
                          if v[0] in ("stunet", "keyframes_tsr"))
   sweep.frames = (4,)
-  sweep.base.data.data_dir = str(tmp_path / "data")
+  sweep.base.data.data_dir = data_dir  # the session's shapes_video/tiny
   sweep.base.stage.t2i.num_steps = 1
   sweep.base.ckpt.every_steps = 1
   sweep.base.diffusion.sample_steps = 1
