@@ -8,8 +8,9 @@ use: the EMA of the trainable leaves and the frozen leaves' weights (which equal
 
 `create_sharded_state` traces the initialiser with `jax.eval_shape`, turns the logical axis
 names of the (boxed) parameters into `NamedSharding`s through `config.mesh.rules`, and runs the
-initialiser under `jax.jit` with those `out_shardings`: no device ever holds a full replica of an FSDP-sharded state, and the
-state's shardings are the ones donation and checkpoint restore expect.
+initialiser under `jax.jit` with those `out_shardings`: no device ever holds a full replica of
+an FSDP-sharded state, and the state's shardings are the ones donation and checkpoint restore
+expect.
 """
 
 from __future__ import annotations
